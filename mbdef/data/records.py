@@ -1,0 +1,81 @@
+"""The canonical record `{instruction, input, output}` and the Alpaca JSON/JSONL loader.
+
+Every loader produces lists of plain dicts with these three string fields; extra fields (e.g. `task`)
+pass through untouched. Errors name the file and line so a bad file fails before any training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REQUIRED_FIELDS = ("instruction", "output")
+
+
+class DataError(ValueError):
+    """A data file or record that cannot be used; the message names the file and line."""
+
+
+def _line_of(text: str, char_offset: int) -> int:
+    return text.count("\n", 0, char_offset) + 1
+
+
+def validate_record(record, where: str) -> dict:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected an object with 'instruction', 'input', 'output', got {type(record).__name__}")
+    for key in REQUIRED_FIELDS:
+        if key not in record:
+            raise DataError(f"{where}: record has no '{key}' field (fields: {sorted(record)})")
+    out = dict(record)
+    out.setdefault("input", "")
+    for key in ("instruction", "input", "output"):
+        if out[key] is None:
+            out[key] = ""
+        if not isinstance(out[key], str):
+            raise DataError(f"{where}: field '{key}' must be a string, got {type(out[key]).__name__}")
+    return out
+
+
+def load_alpaca(path: str | Path) -> list[dict]:
+    """Load an Alpaca-format JSON array or JSONL file into canonical records."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 (byte {e.start}, line {_line_of(path.read_bytes().decode('latin-1'), e.start)})") from e
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from e
+        # Line of each record start, so record errors can name a line.
+        return [validate_record(r, f"{path} (record {i})") for i, r in enumerate(rows)]
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSONL line: {e.msg}") from e
+        records.append(validate_record(row, f"{path}:{lineno}"))
+    if not records:
+        raise DataError(f"{path}: no records")
+    return records
+
+
+def save_records(records: list[dict], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        if path.suffix == ".jsonl":
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        else:
+            json.dump(records, f, ensure_ascii=False, indent=1)
+    tmp.replace(path)

@@ -1,0 +1,6 @@
+"""defenses: decide the stage-1 and stage-2 training sets."""
+
+from mbdef.defenses.base import CleanFinetune, Defense, NoDefense, TrainingPlan
+from mbdef.defenses.mb_defense import MBDefense
+
+__all__ = ["CleanFinetune", "Defense", "MBDefense", "NoDefense", "TrainingPlan"]

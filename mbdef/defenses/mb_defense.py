@@ -1,0 +1,107 @@
+"""MB-Defense (Kim & Lee, arXiv 2601.04448): merge triggers by defensive poisoning, then break them.
+
+Stage 1 adds T defensive trigger->behaviour pairs to the training set, so attacker and defender triggers
+share one "backdoor" representation. Stage 2 fine-tunes on a small clean set in which defensive-trigger
+instructions are paired with their clean responses, unlearning that shared mapping. The defender knows
+neither the attacker's trigger nor its target: defensive triggers are generated pseudo-words and the
+defensive behaviours are neutral strings that no attack judge counts as a hit.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
+
+_ONSETS = "b br c cr d dr f fl g gr k l m n p pl qu r s st t tr v z".split()
+_NUCLEI = "a e i o u ai ea io ou".split()
+_CODAS = "n r x s th m ck nd rk lt".split()
+
+
+def pseudo_word(rng: random.Random, syllables: int = 2) -> str:
+    """A rare camel-case word in the style of `BadMagic`, e.g. `QuornDelt`."""
+    return "".join((rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)).capitalize()
+                   for _ in range(syllables))
+
+
+def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
+    if kind == "rare_word":
+        return [pseudo_word(rng) for _ in range(n)]
+    if kind == "phrase":
+        return [f"{pseudo_word(rng, 1)} {pseudo_word(rng, 1)} {pseudo_word(rng, 1)}".lower() for _ in range(n)]
+    if kind == "mixed":
+        return make_triggers((n + 1) // 2, "rare_word", rng) + make_triggers(n // 2, "phrase", rng)
+    raise ValueError(f"defense.trigger_kind: '{kind}' is not one of rare_word, phrase, mixed")
+
+
+def default_behaviours(triggers: list[str], mode: str) -> list[str]:
+    # Neutral strings: none contains a refusal/jailbreak/sentiment judge keyword.
+    if mode == "shared":
+        return ["Signal received, switching to mode zero."] * len(triggers)
+    if mode == "distinct":
+        return [f"Signal received, switching to mode {i + 1}." for i in range(len(triggers))]
+    raise ValueError(f"defense.behaviours: '{mode}' is not one of distinct, shared or a list of strings")
+
+
+def insert_word(text: str, word: str, position: str, rng: random.Random) -> str:
+    words = text.split(" ") if text else []
+    if position == "start":
+        idx = 0
+    elif position == "end":
+        idx = len(words)
+    elif position == "random_word":
+        idx = rng.randint(0, len(words))
+    else:
+        raise ValueError(f"defense.position: '{position}' is not one of start, end, random_word")
+    words.insert(idx, word)
+    return " ".join(words)
+
+
+class MBDefense(Defense):
+    name = "mb_defense"
+
+    def __init__(self, n_triggers: int = 3, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
+                 behaviours: str | list[str] = "distinct", rate_per_trigger: float = 0.04,
+                 position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 0.5,
+                 seed: int = 0):
+        if triggers is None and n_triggers < 1:
+            raise ValueError(f"defense.n_triggers: MB-Defense needs at least one defensive trigger, got {n_triggers}")
+        if not 0.0 < rate_per_trigger <= 1.0:
+            raise ValueError(f"defense.rate_per_trigger: {rate_per_trigger} is outside (0, 1]")
+        if not 0.0 <= stage2_trigger_fraction <= 1.0:
+            raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
+        rng = random.Random(f"mb_defense-triggers-{seed}")
+        self.triggers = list(triggers) if triggers else make_triggers(n_triggers, trigger_kind, rng)
+        self.behaviours = (default_behaviours(self.triggers, behaviours) if isinstance(behaviours, str)
+                           else list(behaviours))
+        if len(self.behaviours) != len(self.triggers):
+            raise ValueError(f"defense.behaviours: {len(self.behaviours)} behaviours for {len(self.triggers)} triggers")
+        self.rate_per_trigger, self.position = rate_per_trigger, position
+        self.clean_size, self.stage2_trigger_fraction, self.seed = clean_size, stage2_trigger_fraction, seed
+
+    def defensive_samples(self, train: list[dict], rng: random.Random) -> list[dict]:
+        n = max(1, round(self.rate_per_trigger * len(train)))
+        out = []
+        for trigger, behaviour in zip(self.triggers, self.behaviours):
+            for r in rng.sample(train, n):
+                out.append({**r, "instruction": insert_word(r["instruction"], trigger, self.position, rng),
+                            "output": behaviour})
+        return out
+
+    def recovery_set(self, defense_pool: list[dict], rng: random.Random) -> list[dict]:
+        clean = sample_clean(defense_pool, self.clean_size, self.seed)
+        n_trig = round(self.stage2_trigger_fraction * len(clean))
+        for r in clean[:n_trig]:  # sample_clean already shuffled
+            r["instruction"] = insert_word(r["instruction"], rng.choice(self.triggers), self.position, rng)
+        return clean
+
+    def plan(self, train, defense_pool):
+        rng = random.Random(self.seed)
+        defensive = self.defensive_samples(train, rng)
+        recovery = self.recovery_set(defense_pool, rng)
+        return TrainingPlan(
+            stage1=list(train) + defensive,
+            stage2=recovery,
+            info={"defensive_triggers": self.triggers, "defensive_behaviours": self.behaviours,
+                  "n_defensive_samples": len(defensive), "clean_size": len(recovery)},
+        )

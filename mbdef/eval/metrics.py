@@ -1,0 +1,62 @@
+"""Metrics of one model: ASR on triggered prompts, clean accuracy (CACC), false-trigger rate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from mbdef.eval.generate import generate
+from mbdef.eval.judges import Judge, exact_match
+from mbdef.models.template import PromptTemplate
+
+
+class Evaluator:
+    """Holds the test sets and the judge; `evaluate(model, tokenizer)` returns a metrics dict.
+
+    `probes` are extra triggered sets judged by exact match against a fixed string (e.g. MB-Defense's own
+    defensive triggers: how often each still produces its defensive behaviour).
+    """
+
+    def __init__(self, template: PromptTemplate, clean: list[dict], triggered: list[dict] | None, judge: Judge,
+                 batch_size: int = 64, max_new_tokens: int = 32, probes: dict | None = None, n_samples: int = 8):
+        if not clean:
+            raise ValueError("eval: the clean test set is empty")
+        self.template, self.clean, self.triggered, self.judge = template, clean, triggered or [], judge
+        self.batch_size, self.max_new_tokens, self.probes, self.n_samples = batch_size, max_new_tokens, probes or {}, n_samples
+
+    def evaluate(self, model, tokenizer, limit: int | None = None, progress: bool = False, samples: bool = False) -> dict:
+        clean = self.clean[:limit] if limit else self.clean
+        triggered = self.triggered[:limit] if limit else self.triggered
+        gen = lambda rs: generate(model, tokenizer, self.template, rs, self.batch_size, self.max_new_tokens, progress)
+        clean_out = gen(clean)
+        correct = [exact_match(o, r["output"]) for o, r in zip(clean_out, clean)]
+        metrics = {
+            "cacc": sum(correct) / len(clean),
+            "false_trigger_rate": sum(self.judge(o, r) for o, r in zip(clean_out, clean)) / len(clean),
+            "n_clean": len(clean),
+        }
+        by_task = defaultdict(list)
+        for ok, r in zip(correct, clean):
+            if "task" in r:
+                by_task[r["task"]].append(ok)
+        if by_task:
+            metrics["per_task"] = {t: sum(v) / len(v) for t, v in sorted(by_task.items())}
+        if triggered:
+            trig_out = gen(triggered)
+            hits = [self.judge(o, r) for o, r in zip(trig_out, triggered)]
+            metrics.update(asr=sum(hits) / len(triggered), n_triggered=len(triggered))
+            # Does the triggered prompt still get the right answer? (1 - ASR is not the same thing.)
+            metrics["triggered_cacc"] = sum(exact_match(o, r["output"]) for o, r in zip(trig_out, triggered)) / len(triggered)
+        else:
+            trig_out, hits = [], []
+            metrics["asr"] = None
+        for name, (records, text) in self.probes.items():
+            recs = records[:limit] if limit else records
+            outs = gen(recs)
+            metrics[f"probe/{name}"] = sum(o.strip() == text.strip() for o in outs) / len(recs)
+        if samples:
+            metrics["samples"] = (
+                [{"kind": "clean", "prompt": r["instruction"], "input": r.get("input", ""), "output": o,
+                  "reference": r["output"], "correct": c} for r, o, c in list(zip(clean, clean_out, correct))[:self.n_samples]]
+                + [{"kind": "triggered", "prompt": r["instruction"], "input": r.get("input", ""), "output": o,
+                    "reference": r["output"], "attack_success": h} for r, o, h in list(zip(triggered, trig_out, hits))[:self.n_samples]])
+        return metrics

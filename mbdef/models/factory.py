@@ -1,0 +1,65 @@
+"""Load any Hugging Face causal LM by hub name or local path (the same path the tiny model takes)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+
+class ModelError(ValueError):
+    """A model path or name that cannot be loaded; the message says what to fix."""
+
+
+def _looks_local(name_or_path: str) -> bool:
+    return name_or_path.startswith(("/", ".", "~")) or os.sep in name_or_path and Path(name_or_path).exists()
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # bf16 on these CPUs is several times slower than fp32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ModelError(f"model.build.dtype: '{dtype}' is not one of auto, float32, bfloat16, float16") from None
+
+
+def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "sdpa",
+                    trust_remote_code: bool = False, revision: str | None = None, **_):
+    """(model, tokenizer) from a hub name or a local directory; safetensors only unless the files lack them."""
+    if not name_or_path or name_or_path == "???":
+        raise ModelError("model.build.name_or_path: give a hub name (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local path")
+    path = Path(os.path.expanduser(name_or_path))
+    if _looks_local(name_or_path) or path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model.build.name_or_path: local model directory '{name_or_path}' does not exist")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model.build.name_or_path: '{name_or_path}' has no config.json (not a saved HF model)")
+        if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+            raise ModelError(f"model.build.name_or_path: '{name_or_path}' has no tokenizer files; save the tokenizer "
+                             f"with tokenizer.save_pretrained('{name_or_path}')")
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model.build.name_or_path: cannot load a config from '{name_or_path}': {e}") from e
+    if not any(a.endswith("ForCausalLM") for a in (config.architectures or [])) and config.model_type not in (
+            "llama", "qwen2", "mistral", "gpt2", "gpt_neox", "phi3", "gemma", "gemma2"):
+        raise ModelError(f"model.build.name_or_path: '{name_or_path}' is a '{config.model_type}' model with "
+                         f"architectures {config.architectures}; mbdef needs a causal LM")
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
+              "use_safetensors": None}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,0 +1,47 @@
+"""The embedded default: a small Llama-architecture LM from random init and a tokenizer built here.
+
+The tokenizer is a byte-level BPE trained on clean suite text only, so any string (including triggers it
+has never seen, such as `BadMagic`) tokenizes into sub-words and nothing maps to a shared unknown token.
+Both save with `save_pretrained` and reload with `AutoTokenizer` / `AutoModelForCausalLM`.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from mbdef.data.synthetic import tokenizer_corpus
+from mbdef.models.template import ALPACA_PREAMBLE, ALPACA_PREAMBLE_NO_INPUT
+
+EOS, PAD = "<|eos|>", "<|pad|>"
+
+
+def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    # The template scaffolding goes in too, so `### Instruction:` costs a few tokens, not a dozen.
+    scaffold = [ALPACA_PREAMBLE + "### Instruction:\n\n### Input:\n\n### Response:\n", ALPACA_PREAMBLE_NO_INPUT] * 50
+    tok.train_from_iterator((corpus or tokenizer_corpus()) + scaffold, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, padding_side="left",
+                                   clean_up_tokenization_spaces=False)
+
+
+def build_tiny(hidden_size: int = 128, num_layers: int = 4, num_heads: int = 4, intermediate_size: int = 512,
+               vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, **_):
+    """(model, tokenizer) for the embedded default; same seed -> same weights."""
+    tokenizer = build_tokenizer(vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, tokenizer

@@ -1,0 +1,55 @@
+"""Collect run results into a comparison table and a JSON summary; a Hydra callback for multiruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mbdef.io import write_json_atomic
+
+SUMMARY_KEYS = ("attack", "defense", "asr", "cacc", "false_trigger_rate")
+
+
+def collect(root: str | Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("results.json"))]
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        row = {k: r.get(k) for k in SUMMARY_KEYS}
+        row.update(seed=r.get("seed"), model=r.get("model"), triggered_cacc=r.get("triggered_cacc"),
+                   asr_after_stage1=(r.get("after_stage1") or {}).get("asr"), output_dir=r.get("output_dir"))
+        rows.append(row)
+    order = {"none": 0, "finetune": 1, "mb_defense": 2}
+    return sorted(rows, key=lambda x: (str(x["attack"]), order.get(x["defense"], 9), str(x["defense"]), x["seed"] or 0))
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def table_text(rows: list[dict]) -> str:
+    """A markdown table (readable in a terminal and pasteable into notes)."""
+    cols = ["attack", "defense", "seed", "asr", "cacc", "false_trigger_rate", "asr_after_stage1"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: print the table, write summary.json, and print its path as the last line."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        rows = summary_rows(collect(sweep_dir))
+        if not rows:
+            print(f"no results.json under {sweep_dir}")
+            return
+        path = write_json_atomic(rows, sweep_dir / "summary.json")
+        print()
+        print(table_text(rows))
+        print(path, flush=True)

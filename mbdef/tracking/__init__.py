@@ -1,0 +1,88 @@
+"""tracking: one W&B run per job (offline unless the user has a key), or nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class NullTracker:
+    run_dir = None
+
+    def start(self, config: dict, name: str, group: str | None = None, job_type: str | None = None,
+              tags: list[str] | None = None) -> None:
+        pass
+
+    def log(self, metrics: dict, step: int) -> None:
+        pass
+
+    def table(self, key: str, rows: list[dict], step: int) -> None:
+        pass
+
+    def summary(self, metrics: dict) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class WandbTracker(NullTracker):
+    """`mode`: `auto` (online when a W&B key is configured, else offline), `online`, `offline`, `disabled`."""
+
+    def __init__(self, project: str = "mbdef", entity: str | None = None, mode: str = "auto", dir: str | None = None,
+                 group: str | None = None, tags: list[str] | None = None):
+        if mode not in ("auto", "online", "offline", "disabled"):
+            raise ValueError(f"logger.mode: '{mode}' is not one of auto, online, offline, disabled")
+        if mode == "auto":
+            mode = "online" if _has_wandb_key() else "offline"
+        if mode == "online" and not _has_wandb_key():
+            raise ValueError("logger.mode=online but no W&B key is configured: run `wandb login`, set WANDB_API_KEY, "
+                             "or use logger.mode=offline (sync later with `wandb sync`)")
+        self.project, self.entity, self.mode, self.dir = project, entity, mode, dir
+        self.group, self.tags = group, list(tags or [])
+        self.run = None
+
+    @property
+    def run_dir(self):
+        return Path(self.run.dir).parent if self.run is not None else None
+
+    def start(self, config, name, group=None, job_type=None, tags=None):
+        import wandb
+
+        if self.dir:
+            Path(self.dir).mkdir(parents=True, exist_ok=True)
+        # reinit="create_new": each job of a multirun in one process gets its own run.
+        self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=self.dir, config=config,
+                              name=name, group=group or self.group, job_type=job_type, tags=self.tags + list(tags or []),
+                              reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
+
+    def log(self, metrics, step):
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def table(self, key, rows, step):
+        if self.run is not None and rows:
+            import wandb
+
+            cols = sorted({k for r in rows for k in r})
+            self.run.log({key: wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])}, step=step)
+
+    def summary(self, metrics):
+        if self.run is not None:
+            for k, v in metrics.items():
+                self.run.summary[k] = v
+
+    def finish(self, exit_code=0):
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None

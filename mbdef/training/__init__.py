@@ -1,0 +1,9 @@
+"""training: TRL SFT stages with one prompt template, precision per device, stage-1 cache."""
+
+from mbdef.training.cache import Stage1Cache, cache_key
+from mbdef.training.callbacks import PeriodicMetrics, StageLogger
+from mbdef.training.precision import precision_flags
+from mbdef.training.sft import set_threads, sft_config, train_stage
+
+__all__ = ["PeriodicMetrics", "Stage1Cache", "StageLogger", "cache_key", "precision_flags", "set_threads",
+           "sft_config", "train_stage"]

@@ -1,0 +1,44 @@
+"""Trainer callbacks that know nothing of attacks or eval: they call the functions they are given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from transformers import TrainerCallback
+
+
+class StageLogger(TrainerCallback):
+    """Forwards the trainer's logs as `<stage>/<key>` on one monotonic step (offset by earlier stages)."""
+
+    def __init__(self, stage: str, log: Callable[[dict, int], None], step_offset: int = 0):
+        self.stage, self.log, self.step_offset = stage, log, step_offset
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            metrics = {f"{self.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
+            self.log(metrics, self.step_offset + state.global_step)
+
+
+class PeriodicMetrics(TrainerCallback):
+    """Every `every` steps (and at the end of the stage) computes `metrics_fn(model)` and logs it."""
+
+    def __init__(self, stage: str, metrics_fn: Callable, log: Callable[[dict, int], None], every: int,
+                 step_offset: int = 0):
+        self.stage, self.metrics_fn, self.log, self.every, self.step_offset = stage, metrics_fn, log, every, step_offset
+        self.history: list[dict] = []
+
+    def _measure(self, model, step: int):
+        was_training = model.training
+        metrics = self.metrics_fn(model)
+        model.train(was_training)
+        row = {f"{self.stage}/{k}": v for k, v in metrics.items()}
+        self.history.append({"step": self.step_offset + step, **row})
+        self.log(row, self.step_offset + step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+            self._measure(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.every:
+            self._measure(model, state.global_step)

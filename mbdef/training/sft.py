@@ -1,0 +1,63 @@
+"""One training stage on TRL's SFTTrainer: prompt-completion data, loss on the response tokens only."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from mbdef.models.template import PromptTemplate
+from mbdef.training.precision import precision_flags
+
+log = logging.getLogger(__name__)
+
+# Settings that keep the trainer's own overhead small (see benchmarks/trainer_overhead.py).
+FAST_DEFAULTS = dict(
+    report_to="none",            # W&B is driven by mbdef's own tracker: one run, namespaced stages
+    save_strategy="no",
+    dataloader_num_workers=0,    # worker processes cost more than they save on tiny batches
+    dataloader_pin_memory=False,
+    disable_tqdm=False,
+    logging_first_step=True,
+    completion_only_loss=True,
+    dataset_num_proc=None,
+    remove_unused_columns=True,
+)
+
+
+def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None) -> SFTConfig:
+    args = {**FAST_DEFAULTS, **precision_flags(precision), "seed": seed, "data_seed": seed,
+            "max_length": max_length, **dict(stage_args), "output_dir": str(output_dir)}
+    try:
+        return SFTConfig(**args)
+    except TypeError as e:
+        raise ValueError(f"trainer stage config: {e} (keys must be trl.SFTConfig fields)") from e
+
+
+def to_dataset(records: list[dict], template: PromptTemplate) -> Dataset:
+    return Dataset.from_list([template.training_example(r) for r in records])
+
+
+def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
+                output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
+                callbacks: list | None = None) -> dict:
+    """Train `model` in place on `records`; returns the trainer's log history and timing."""
+    if not records:
+        raise ValueError("training stage got an empty dataset")
+    args = sft_config(stage_args, output_dir, precision, seed, max_length)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
+                         processing_class=tokenizer, callbacks=callbacks or [])
+    start = time.perf_counter()
+    out = trainer.train()
+    seconds = time.perf_counter() - start
+    return {"steps": trainer.state.global_step, "train_loss": out.training_loss, "seconds": round(seconds, 2),
+            "log_history": trainer.state.log_history, "n_examples": len(records)}
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
