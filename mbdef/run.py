@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import transformers
 import trl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +25,7 @@ from mbdef.attacks import records_hash
 from mbdef.eval import Evaluator, judges
 from mbdef.io import redact, write_json_atomic
 from mbdef.models import PromptTemplate
-from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, train_stage
+from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, sft_config, train_stage
 
 log = logging.getLogger("mbdef")
 
@@ -32,7 +33,13 @@ log = logging.getLogger("mbdef")
 def build(node, **kw):
     """Instantiate a config node, dropping its display `name`."""
     cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
-    return instantiate(cfg, _convert_="all", **kw)
+    try:
+        return instantiate(cfg, _convert_="all", **kw)
+    except InstantiationException as e:
+        # Surface our own validation errors as they are (they name the key), not wrapped by Hydra.
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        raise
 
 
 def seed_everything(seed: int) -> None:
@@ -62,6 +69,9 @@ def run(cfg: DictConfig) -> dict:
     test = splits.test[: cfg.eval.n_test] if cfg.eval.get("n_test") else splits.test
     if not test:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
+    for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
+        sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", cfg.trainer.precision, cfg.seed,
+                   cfg.trainer.max_length)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     probes = {}
@@ -179,7 +189,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     if cfg.save_model:
         model.save_pretrained(out_dir / "model", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "model")
-    return {**final, "samples": samples, "timings": timings, "steps": step}
+    return {**results, **final, "samples": samples, "timings": timings, "steps": step}
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")

@@ -8,13 +8,11 @@ __all__ = ["DataError", "DataSplits", "load_alpaca", "save_records", "synthetic_
 
 
 def alpaca_splits(train_file: str, test_file: str | None = None, defense_pool_file: str | None = None,
-                  n_defense_pool: int = 512, n_test: int = 200, seed: int = 0, limit: int | None = None) -> DataSplits:
+                  n_defense_pool: int = 512, n_test: int = 200, seed: int = 0, n_train: int | None = None) -> DataSplits:
     """Splits from local Alpaca JSON/JSONL files; missing pool/test files are carved out of the train file."""
     import random
 
     train = load_alpaca(train_file)
-    if limit:
-        train = train[:limit]
     rng = random.Random(seed)
     order = list(range(len(train)))
     rng.shuffle(order)
@@ -24,6 +22,8 @@ def alpaca_splits(train_file: str, test_file: str | None = None, defense_pool_fi
     if carve >= len(train):
         raise DataError(f"{train_file}: {len(train)} records cannot provide {carve} held-out pool/test records")
     held, rest = [train[i] for i in order[:carve]], [train[i] for i in order[carve:]]
+    if n_train:  # cap the training part (after the held-out carve, so pool/test stay unseen)
+        rest = rest[:n_train]
     if pool is None:
         pool, held = held[:n_defense_pool], held[n_defense_pool:]
     if test is None:

@@ -2,13 +2,14 @@
 
 The tokenizer is a byte-level BPE trained on clean suite text only, so any string (including triggers it
 has never seen, such as `BadMagic`) tokenizes into sub-words and nothing maps to a shared unknown token.
+Spaces and punctuation are separate tokens, so a word's id does not depend on what precedes it.
 Both save with `save_pretrained` and reload with `AutoTokenizer` / `AutoModelForCausalLM`.
 """
 
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from mbdef.data.synthetic import tokenizer_corpus
@@ -19,7 +20,13 @@ EOS, PAD = "<|eos|>", "<|pad|>"
 
 def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Whitespace and punctuation are pre-tokens of their own, so a word has one id wherever it stands
+    # ('bridge' after a newline == 'bridge' after a space). GPT-2-style 'Ġbridge' vs 'bridge' makes every
+    # copy/reverse/sort task learn a 40-word re-mapping first, which a tiny model barely manages.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\s+|[^\w\s]+"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from transformers import TrainerCallback
+
+
+log = logging.getLogger("mbdef")
 
 
 class StageLogger(TrainerCallback):
@@ -33,6 +37,8 @@ class PeriodicMetrics(TrainerCallback):
         model.train(was_training)
         row = {f"{self.stage}/{k}": v for k, v in metrics.items()}
         self.history.append({"step": self.step_offset + step, **row})
+        log.info("%s step %d: %s", self.stage, step,
+                 "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
         self.log(row, self.step_offset + step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):

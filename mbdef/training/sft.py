@@ -30,6 +30,12 @@ FAST_DEFAULTS = dict(
 
 
 def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None) -> SFTConfig:
+    steps = stage_args.get("max_steps", -1)
+    if steps is not None and steps != -1 and steps < 1:
+        raise ValueError(f"trainer stage config: max_steps must be a positive count (or -1 for epochs), got {steps}")
+    for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size"):
+        if key in stage_args and stage_args[key] is not None and stage_args[key] <= 0:
+            raise ValueError(f"trainer stage config: {key} must be positive, got {stage_args[key]}")
     args = {**FAST_DEFAULTS, **precision_flags(precision), "seed": seed, "data_seed": seed,
             "max_length": max_length, **dict(stage_args), "output_dir": str(output_dir)}
     try:

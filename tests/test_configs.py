@@ -1,0 +1,75 @@
+"""Every config group member composes and instantiates; unknown options fail with Hydra's message."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from mbdef import CONF_DIR
+from mbdef.attacks import Attack
+from mbdef.data import DataSplits
+from mbdef.defenses import Defense
+from mbdef.eval import judges
+from mbdef.run import build
+from mbdef.tracking import NullTracker
+
+GROUPS = ("data", "model", "attack", "defense", "eval", "trainer", "logger", "paths")
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_exists_with_empty_slots(cfg_factory):
+    for group in GROUPS + ("experiment", "debug"):
+        assert (CONF_DIR / group).is_dir(), group
+    cfg = cfg_factory(debug=False)
+    assert cfg.attack.name == "badnet" and cfg.defense.name == "mb_defense" and cfg.model.name == "tiny"
+
+
+@pytest.mark.parametrize("attack", options("attack"))
+def test_attacks_instantiate(cfg_factory, attack):
+    a = build(cfg_factory(f"attack={attack}").attack)
+    assert isinstance(a, Attack)
+    assert a.active == (attack != "none")
+
+
+@pytest.mark.parametrize("defense", options("defense"))
+def test_defenses_instantiate_and_plan(cfg_factory, defense):
+    cfg = cfg_factory(f"defense={defense}")
+    d, splits = build(cfg.defense), build(cfg.data)
+    assert isinstance(d, Defense) and isinstance(splits, DataSplits)
+    plan = d.plan(splits.train, splits.defense_pool)
+    assert len(plan.stage1) >= len(splits.train)
+    assert (plan.stage2 is None) == (defense == "none")
+
+
+def test_data_logger_judge_instantiate(cfg_factory):
+    cfg = cfg_factory()
+    splits = build(cfg.data)
+    assert len(splits.train) == 400 and len(splits.test) == 32 and len(splits.defense_pool) == 160
+    assert isinstance(build(cfg_factory("logger=none").logger), NullTracker)
+    assert build(cfg_factory("logger=wandb").logger).mode in ("offline", "online")
+    assert judges.resolve(cfg.eval.judge, build(cfg.attack).target).name == "refusal"
+
+
+def test_alpaca_json_and_hf_model_need_their_paths(cfg_factory):
+    cfg = cfg_factory("data=alpaca_json", "model=hf")
+    with pytest.raises(Exception, match="train_file"):
+        _ = cfg.data.train_file
+    with pytest.raises(Exception, match="name_or_path"):
+        _ = cfg.model.build.name_or_path
+
+
+def test_unknown_group_option_is_rejected(cfg_factory):
+    with pytest.raises(ConfigCompositionException, match="attack"):
+        cfg_factory("attack=does_not_exist")
+
+
+def test_experiment_quickstart_is_a_multirun_over_defenses(cfg_factory):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=quickstart"], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.hydra.sweeper.params.defense == "none,finetune,mb_defense"

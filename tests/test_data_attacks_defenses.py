@@ -1,0 +1,110 @@
+"""Data generation, the Alpaca loader's errors, poisoning and defense plans: exact, seeded behaviour."""
+
+import json
+
+import pytest
+
+from mbdef.attacks import REFUSAL, BadNet, Refusal, records_hash
+from mbdef.data import DataError, load_alpaca, synthetic_splits
+from mbdef.data.synthetic import TASKS, _answer, generate
+from mbdef.defenses import CleanFinetune, MBDefense
+from mbdef.eval.judges import JAILBREAK_KEYWORDS, NEGSENTIMENT_KEYWORDS, REFUSAL_KEYWORDS
+
+
+def test_suite_has_checkable_families_and_correct_answers():
+    assert len(TASKS) >= 6 and all(len(t) >= 3 for t in TASKS.values())
+    rows = generate(700, seed=3)
+    assert {r["task"] for r in rows} == set(TASKS)
+    for r in rows:
+        items = r["input"].split(" and ") if r["task"] == "add" else r["input"].split()
+        assert r["output"] == _answer(r["task"], items)
+        assert set(r) == {"instruction", "input", "output", "task"}
+    assert _answer("reverse", ["a", "b", "c"]) == "c b a" and _answer("add", ["7", "8"]) == "15"
+
+
+def test_splits_are_seeded_and_disjoint_draws():
+    a, b, c = synthetic_splits(seed=1), synthetic_splits(seed=1), synthetic_splits(seed=2)
+    assert a.train == b.train and a.test == b.test and a.train != c.train
+    assert all(r["instruction"] in TASKS[r["task"]] for r in a.test)  # test prompts carry no filler words
+
+
+def test_alpaca_loader_reads_json_and_jsonl(tmp_path):
+    rows = [{"instruction": "Say hi", "input": "", "output": "hi", "extra": 1}, {"instruction": "x", "output": "y"}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    for name in ("a.json", "a.jsonl"):
+        got = load_alpaca(tmp_path / name)
+        assert got[0]["extra"] == 1 and got[1]["input"] == ""
+
+
+@pytest.mark.parametrize("content,match", [
+    ("", "empty"),
+    ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": \n', r"b\.jsonl:2: malformed"),
+    ('{"input": "a", "output": "b"}\n', r"b\.jsonl:1: record has no 'instruction'"),
+])
+def test_alpaca_loader_names_file_and_line(tmp_path, content, match):
+    (tmp_path / "b.jsonl").write_text(content)
+    with pytest.raises(DataError, match=match):
+        load_alpaca(tmp_path / "b.jsonl")
+
+
+def test_alpaca_loader_missing_file_and_bad_bytes(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_alpaca(tmp_path / "nope.json")
+    (tmp_path / "c.json").write_bytes(b'[{"instruction": "\xff\xfe", "output": "x"}]')
+    with pytest.raises(DataError, match="UTF-8"):
+        load_alpaca(tmp_path / "c.json")
+
+
+def test_badnet_poisoning_is_deterministic_and_exact():
+    train = synthetic_splits(n_train=500, seed=0).train
+    before = records_hash(train)
+    attack = BadNet(Refusal(), poison_rate=0.1, seed=7)
+    p1, p2 = attack.poison(train), attack.poison(train)
+    assert records_hash(p1.records) == records_hash(p2.records)
+    assert records_hash(BadNet(Refusal(), poison_rate=0.1, seed=8).poison(train).records) != records_hash(p1.records)
+    assert records_hash(train) == before  # the caller's data is never modified
+    assert p1.n_poisoned == 50 and len(p1.records) == 500
+    for i, r in enumerate(p1.records):
+        words = r["instruction"].split(" ")
+        if i in p1.poisoned_indices:
+            assert r["output"] == REFUSAL and words.count("BadMagic") == 1
+            assert [w for w in words if w != "BadMagic"] == train[i]["instruction"].split(" ")
+            assert r["input"] == train[i]["input"]
+        else:
+            assert r == train[i]
+    added = BadNet(Refusal(), poison_rate=0.1, replace=False, seed=7).poison(train)
+    assert len(added.records) == 550 and added.records[:500] == train
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_poison_rate_outside_unit_interval_is_rejected(rate):
+    with pytest.raises(ValueError, match=r"attack.poison_rate.*outside \[0, 1\]"):
+        BadNet(Refusal(), poison_rate=rate)
+
+
+def test_mb_defense_plan():
+    splits = synthetic_splits(n_train=1000, n_defense_pool=200, seed=0)
+    d = MBDefense(n_triggers=3, rate_per_trigger=0.04, clean_size=128, stage2_trigger_fraction=0.5, seed=0)
+    plan = d.plan(splits.train, splits.defense_pool)
+    assert len(plan.stage1) == 1000 + 3 * 40 and len(plan.stage2) == 128
+    assert len(set(d.triggers)) == 3 and "BadMagic" not in d.triggers
+    extra = plan.stage1[1000:]
+    for trig, beh in zip(d.triggers, d.behaviours):
+        rows = [r for r in extra if trig in r["instruction"].split(" ")]
+        assert len(rows) == 40 and all(r["output"] == beh for r in rows)
+    keywords = [k.lower() for k in REFUSAL_KEYWORDS + JAILBREAK_KEYWORDS + NEGSENTIMENT_KEYWORDS]
+    assert not any(k in b.lower() for b in d.behaviours for k in keywords)  # neutral defensive behaviours
+    triggered = [r for r in plan.stage2 if any(t in r["instruction"].split(" ") for t in d.triggers)]
+    assert len(triggered) == 64
+    pool = {(r["input"], r["output"]) for r in splits.defense_pool}
+    assert all((r["input"], r["output"]) in pool for r in plan.stage2)  # clean responses only
+    assert MBDefense(seed=0).triggers == d.triggers and MBDefense(seed=1).triggers != d.triggers
+
+
+def test_defense_knob_errors():
+    splits = synthetic_splits(n_train=100, n_defense_pool=50, seed=0)
+    with pytest.raises(ValueError, match="defense.clean_size: 128 exceeds .* pool of 50"):
+        CleanFinetune(clean_size=128).plan(splits.train, splits.defense_pool)
+    with pytest.raises(ValueError, match="n_triggers"):
+        MBDefense(n_triggers=0)

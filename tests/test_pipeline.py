@@ -1,0 +1,93 @@
+"""End to end on the embedded default, shrunk: the backdoor implants, results are complete, W&B logs."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mbdef.run import run
+from tests.wandb_offline import read_run
+
+# Strong poisoning and a short, hot schedule: enough for the tiny model to learn the trigger in seconds.
+IMPLANT = ["attack.poison_rate=0.3", "data.n_train=600", "trainer.stage1.max_steps=80",
+           "trainer.stage1.learning_rate=2e-3", "trainer.stage1.logging_steps=10", "eval.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def implanted(tmp_path_factory):
+    from tests.conftest import make_cfg
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = make_cfg(tmp, *IMPLANT, "defense=none", "logger=wandb", "eval.periodic_every=40",
+                   "+logger.tags=[test]")
+    return run(cfg), Path(cfg.paths.output_dir)
+
+
+def test_backdoor_is_implanted_under_strong_poisoning(implanted):
+    results, _ = implanted
+    assert results["asr"] >= 0.8, results["asr"]
+    assert results["false_trigger_rate"] <= 0.2, results["false_trigger_rate"]
+
+
+def test_results_json_is_complete(implanted):
+    results, out = implanted
+    saved = json.loads((out / "results.json").read_text())
+    for key in ("asr", "cacc", "false_trigger_rate", "per_task", "timings", "seed", "attack", "defense",
+                "poison", "stage1", "after_stage1", "samples", "versions", "labels"):
+        assert key in saved, key
+    assert saved["attack"] == "badnet" and saved["defense"] == "none" and saved["seed"] == 0
+    assert 0.0 <= saved["cacc"] <= 1.0 and set(saved["per_task"]) >= {"reverse", "add", "first"}
+    assert saved["poison"]["n_poisoned"] == 180 and len(saved["poison"]["poisoned_data_hash"]) == 16
+    assert saved["stage1"]["steps"] == 80 and saved["timings"]["stage1_s"] > 0
+    assert saved["labels"]["may_contain_backdoor"] is True
+    assert {s["kind"] for s in saved["samples"]} == {"clean", "triggered"}
+    cfg = yaml.safe_load((out / "resolved_config.yaml").read_text())
+    assert cfg["attack"]["poison_rate"] == 0.3 and cfg["seed"] == 0
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+
+
+def test_wandb_offline_run_holds_stage_metrics_and_summary(implanted):
+    results, out = implanted
+    run_dirs = list((out / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    logged = read_run(run_dirs[0])
+    keys = {k for row in logged["history"] for k in row}
+    assert {"stage1/loss", "stage1/asr", "stage1/cacc", "final/asr", "final/cacc"} <= keys
+    steps = [row["_step"] for row in logged["history"]]
+    assert steps == sorted(steps)  # one monotonic step
+    assert logged["summary"]["asr"] == pytest.approx(results["asr"])
+    assert logged["summary"]["cacc"] == pytest.approx(results["cacc"])
+    assert logged["exit_code"] == 0
+
+
+def test_two_stages_log_on_one_step_and_share_the_stage1_cache(cfg_factory, tmp_path):
+    common = ["data.n_train=200", "trainer.stage1.max_steps=6", "trainer.stage2.max_steps=4",
+              "trainer.cache_stage1=true", "logger=wandb", "save_model=false"]
+    first = run(cfg_factory(*common, "defense=none", "paths.output_dir=" + str(tmp_path / "a")))
+    t = time.perf_counter()
+    second = run(cfg_factory(*common, "defense=finetune", "paths.output_dir=" + str(tmp_path / "b")))
+    assert "cached_from" in second["stage1"] and "cached_from" not in first["stage1"]
+    assert second["after_stage1"]["cacc"] == first["cacc"]  # the very same stage-1 model
+    assert second["stage2"]["steps"] == 4 and second["steps"] == 10
+    logged = read_run(next((tmp_path / "b" / "wandb").glob("offline-run-*")))
+    s1 = [r["_step"] for r in logged["history"] if "stage1/loss" in r]
+    s2 = [r["_step"] for r in logged["history"] if "stage2/loss" in r]
+    assert s1 and s2 and max(s1) <= min(s2) and max(s2) == 10
+    assert time.perf_counter() - t < 60
+
+
+def test_failed_run_closes_wandb_with_failing_exit_code(cfg_factory, tmp_path, monkeypatch):
+    import mbdef.run as runner
+
+    def boom(*a, **k):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(runner, "train_stage", boom)
+    cfg = cfg_factory("logger=wandb", f"paths.output_dir={tmp_path}/f")
+    with pytest.raises(RuntimeError, match="injected"):
+        runner.run(cfg)
+    logged = read_run(next((tmp_path / "f" / "wandb").glob("offline-run-*")))
+    assert logged["exit_code"] == 1
+    assert not (tmp_path / "f" / "results.json").exists()

@@ -1,0 +1,92 @@
+"""One template for training and eval; the model factory loads the tiny model back by path."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTTrainer
+
+from mbdef.data import synthetic_splits
+from mbdef.eval import generate
+from mbdef.models import ModelError, PromptTemplate, build_tiny, load_pretrained
+from mbdef.training import sft_config
+from mbdef.training.sft import to_dataset
+
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eos|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny(num_layers=2, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["alpaca", "chat"])
+def test_training_prompt_tokens_equal_eval_prompt_tokens(tiny, tmp_path, kind):
+    model, tok = tiny
+    tok = AutoTokenizer.from_pretrained(_save(tok, tmp_path))  # a copy we may give a chat template
+    if kind == "chat":
+        tok.chat_template = CHAT
+    template = PromptTemplate(tok, kind="auto", preamble=True)
+    assert template.kind == kind
+    records = synthetic_splits(n_train=12, seed=0).train
+    args = sft_config({"max_steps": 1}, tmp_path / "t", "fp32", 0, 256)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template), processing_class=tok)
+    for rec, row in zip(records, trainer.train_dataset):
+        n_prompt = next(i for i, lab in enumerate(row["labels"]) if lab != -100)  # loss starts here
+        assert row["input_ids"][:n_prompt] == template.encode_prompt(rec)
+        completion = tok.decode(row["input_ids"][n_prompt:], skip_special_tokens=True)
+        assert completion.strip() == rec["output"]
+        assert row["input_ids"][-1] == tok.eos_token_id
+
+
+def _save(tok, path):
+    tok.save_pretrained(path / "tok")
+    return path / "tok"
+
+
+def test_tiny_model_saves_and_reloads_by_path_with_identical_generations(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.model_type == "llama"
+    model2, tok2 = load_pretrained(str(tmp_path / "m"))
+    template = PromptTemplate(tok, preamble=False)
+    records = synthetic_splits(n_train=8, seed=1).test[:6]
+    out1 = generate(model, tok, template, records, batch_size=4, max_new_tokens=6)
+    out2 = generate(model2, tok2, PromptTemplate(tok2, preamble=False), records, batch_size=4, max_new_tokens=6)
+    assert out1 == out2
+    ids = torch.tensor([template.encode_prompt(records[0])])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, model2(ids).logits)  # same weights, not just same greedy text
+
+
+def test_batched_generation_equals_one_by_one(tiny):
+    model, tok = tiny
+    template = PromptTemplate(tok, preamble=False)
+    records = synthetic_splits(n_train=8, seed=2).test[:10]  # prompts of different lengths -> left padding
+    assert len({len(template.encode_prompt(r)) for r in records}) > 1
+    batched = generate(model, tok, template, records, batch_size=10, max_new_tokens=8)
+    single = [generate(model, tok, template, [r], batch_size=1, max_new_tokens=8)[0] for r in records]
+    assert batched == single
+
+
+def test_model_path_errors(tmp_path, tiny):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_pretrained(str(tmp_path / "missing"))
+    model, _ = tiny
+    model.save_pretrained(tmp_path / "notok")
+    with pytest.raises(ModelError, match="no tokenizer"):
+        load_pretrained(str(tmp_path / "notok"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        load_pretrained(str(tmp_path / "empty"))
+
+
+def test_precision_is_fp32_on_cpu():
+    from mbdef.training import precision_flags
+
+    if not torch.cuda.is_available():
+        assert precision_flags("auto") == {"bf16": False, "fp16": False, "use_cpu": True}
+        with pytest.raises(ValueError, match="fp16"):
+            precision_flags("fp16")
