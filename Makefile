@@ -1,0 +1,45 @@
+# mbdef — `make run` runs the quickstart, `make test` runs the tests; both install what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch: a CPU machine gets the CPU build (torch==2.13.0; on CPU-only machines outside this setup add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu), a machine with an NVIDIA driver gets PyPI's CUDA build.
+TORCH_CPU ?= torch==2.13.0
+TORCH_GPU ?= torch>=2.4
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-full bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv and install mbdef (CPU or CUDA torch, chosen by the machine)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: installing CUDA torch"; $(PY) -m pip install -q "$(TORCH_GPU)"; \
+	else echo "no GPU: installing CPU torch ($(TORCH_CPU))"; \
+	  $(PY) -m pip install -q "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true; fi
+	@$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import mbdef, torch, trl, hydra; print('mbdef installed; torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
+	@touch $@
+
+run: install  ## quickstart: BadNet/refusal x {none, finetune, mb_defense} on the embedded default
+	@$(VENV)/bin/mbdef experiment=quickstart
+
+test: install  ## default test suite (fast; slow tests skipped)
+	@$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-full: install  ## every test, slow ones included
+	@$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install  ## trainer overhead: SFTTrainer vs a plain PyTorch loop, same model and batches
+	@$(PY) benchmarks/trainer_overhead.py --naive
+
+clean:  ## remove the virtualenv, outputs and caches
+	rm -rf $(VENV) outputs/* .pytest_cache wandb *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
