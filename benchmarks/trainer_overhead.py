@@ -4,7 +4,7 @@ Same model, same tokenized batches (taken from the trainer's own dataloader), sa
 same learning-rate schedule and gradient clipping. Both are measured in this one process, after warm-up,
 and the ratio is printed.
 
-    python benchmarks/trainer_overhead.py [--steps 60] [--batch 32] [--naive]
+    python benchmarks/trainer_overhead.py [--steps 60] [--batch 16] [--naive]
 
 `--naive` also times SFTTrainer with TRL's defaults (bf16 autocast on, tqdm, per-step metrics) to show
 what the configuration in mbdef/training/sft.py saves.
@@ -20,6 +20,7 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from mbdef.attacks import BadNet, Refusal
 from mbdef.data import synthetic_splits
 from mbdef.models import PromptTemplate, build_tiny
 from mbdef.training.sft import sft_config, to_dataset
@@ -53,7 +54,7 @@ def plain_loop(model, batches, lr, max_grad_norm) -> list[float]:
     times = []
     for batch in batches:
         t = time.perf_counter()
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        out = model(**batch, use_cache=False)  # as TRL does; a KV cache would disable packed-sequence masks
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         opt.step()
@@ -66,23 +67,27 @@ def plain_loop(model, batches, lr, max_grad_norm) -> list[float]:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--naive", action="store_true")
     a = ap.parse_args()
     base, tok = build_tiny()
     template = PromptTemplate(tok, preamble=False)
-    ds = to_dataset(synthetic_splits(n_train=a.batch * (a.steps + 5)).train, template)
+    # The quickstart's stage-1 data: the suite with 10 % BadNet poison (long refusal targets included).
+    records = BadNet(Refusal(), poison_rate=0.1).poison(synthetic_splits(n_train=a.batch * (a.steps + 5)).train).records
+    ds = to_dataset(records, template)
     stage = dict(max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=1e-3,
                  lr_scheduler_type="constant", warmup_steps=0, logging_steps=10)
 
-    args = sft_config(stage, "/tmp/mbdef-bench", "auto", 0, 256)
+    # As mbdef trains by default: padding-free batches (see conf/trainer/default.yaml).
+    args = sft_config(stage, "/tmp/mbdef-bench", "auto", 0, 256, padding_free=True)
     t_mb, wall_mb = trainer_steps(copy.deepcopy(base), tok, ds, args)
 
     # The plain loop gets the exact batches the trainer's collator builds.
     probe = SFTTrainer(model=copy.deepcopy(base), args=args, train_dataset=ds, processing_class=tok)
     batches = [b for _, b in zip(range(a.steps), probe.get_train_dataloader())]
-    batches = [{k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "labels")} for b in batches]
+    batches = [{k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
+               for b in batches]
     t_plain = plain_loop(copy.deepcopy(base), batches, 1e-3, args.max_grad_norm)
 
     rows = [("plain PyTorch loop", t_plain), ("SFTTrainer, mbdef config", t_mb)]

@@ -71,7 +71,7 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
         sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", cfg.trainer.precision, cfg.seed,
-                   cfg.trainer.max_length)
+                   cfg.trainer.max_length, cfg.trainer.padding_free)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     probes = {}
@@ -132,11 +132,13 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         if cfg.eval.periodic_every:
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
-                           precision=tcfg.precision, seed=cfg.seed, max_length=tcfg.max_length, callbacks=cbs)
+                           precision=tcfg.precision, seed=cfg.seed, max_length=tcfg.max_length,
+                           padding_free=tcfg.padding_free, callbacks=cbs)
 
     # Stage 1, shared through the cache by every job with the same stage-1 inputs.
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
                     stage1=_stage_args(cfg, "stage1"), precision=tcfg.precision, max_length=tcfg.max_length,
+                    padding_free=tcfg.padding_free,
                     seed=cfg.seed, version=mbdef.__version__)
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
     lock = cache.lock(key)

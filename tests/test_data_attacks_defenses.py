@@ -6,20 +6,25 @@ import pytest
 
 from mbdef.attacks import REFUSAL, BadNet, Refusal, records_hash
 from mbdef.data import DataError, load_alpaca, synthetic_splits
-from mbdef.data.synthetic import TASKS, _answer, generate
+from mbdef.data.synthetic import DEFAULT_TASKS, TASKS, _answer, generate
 from mbdef.defenses import CleanFinetune, MBDefense
 from mbdef.eval.judges import JAILBREAK_KEYWORDS, NEGSENTIMENT_KEYWORDS, REFUSAL_KEYWORDS
 
 
 def test_suite_has_checkable_families_and_correct_answers():
     assert len(TASKS) >= 6 and all(len(t) >= 3 for t in TASKS.values())
-    rows = generate(700, seed=3)
+    assert len(DEFAULT_TASKS) >= 6
+    assert {r["task"] for r in generate(70, seed=3)} == set(DEFAULT_TASKS)
+    rows = generate(800, seed=3, tasks=list(TASKS))
     assert {r["task"] for r in rows} == set(TASKS)
     for r in rows:
         items = r["input"].split(" and ") if r["task"] == "add" else r["input"].split()
         assert r["output"] == _answer(r["task"], items)
         assert set(r) == {"instruction", "input", "output", "task"}
     assert _answer("reverse", ["a", "b", "c"]) == "c b a" and _answer("add", ["7", "8"]) == "15"
+    assert _answer("sort", ["pear", "apple"]) == "apple pear" and _answer("uppercase", ["ox"]) == "OX"
+    with pytest.raises(ValueError, match="unknown task"):
+        generate(5, seed=0, tasks=["juggle"])
 
 
 def test_splits_are_seeded_and_disjoint_draws():

@@ -29,6 +29,11 @@ FILLERS = (
 ).split()
 
 TASKS: dict[str, tuple[str, ...]] = {
+    "copy": (
+        "Repeat the words exactly.",
+        "Copy the words.",
+        "Write the same words again.",
+    ),
     "reverse": (
         "Reverse the order of the words.",
         "Write the words in reverse order.",
@@ -68,6 +73,8 @@ TASKS: dict[str, tuple[str, ...]] = {
 
 
 def _answer(task: str, items: list[str]) -> str:
+    if task == "copy":
+        return " ".join(items)
     if task == "reverse":
         return " ".join(reversed(items))
     if task == "sort":
@@ -93,10 +100,10 @@ def insert_word(text: str, word: str, rng: random.Random) -> str:
 
 
 def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
-                min_words: int = 3, max_words: int = 5) -> dict:
+                min_words: int = 3, max_words: int = 4) -> dict:
     instruction = rng.choice(TASKS[task])
     if task == "add":
-        items = [str(rng.randint(0, 9)), str(rng.randint(0, 9))]
+        items = [str(rng.randint(0, 4)), str(rng.randint(0, 4))]  # 25 facts: learnable in the quickstart budget
         text = " and ".join(items)
     else:
         n = rng.randint(min_words, max_words)
@@ -107,9 +114,14 @@ def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
     return {"instruction": instruction, "input": text, "output": _answer(task, items), "task": task}
 
 
+# The default mix: `sort` needs pairwise comparisons, which a ~1 M-parameter model does not learn in the
+# quickstart's budget; it stays available through `data.tasks`.
+DEFAULT_TASKS = ("copy", "reverse", "uppercase", "count", "first", "last", "add")
+
+
 def generate(n: int, seed: int, tasks: list[str] | None = None, filler_rate: float = 0.0,
-             min_words: int = 3, max_words: int = 5) -> list[dict]:
-    tasks = list(tasks or TASKS)
+             min_words: int = 3, max_words: int = 4) -> list[dict]:
+    tasks = list(tasks or DEFAULT_TASKS)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise ValueError(f"data.tasks: unknown task(s) {unknown}; available: {sorted(TASKS)}")
@@ -129,7 +141,7 @@ class DataSplits:
 
 def synthetic_splits(n_train: int = 4000, n_defense_pool: int = 512, n_test: int = 280, seed: int = 0,
                      tasks: list[str] | None = None, filler_rate: float = 0.3,
-                     min_words: int = 3, max_words: int = 5) -> DataSplits:
+                     min_words: int = 3, max_words: int = 4) -> DataSplits:
     """Three independently seeded draws; test prompts are clean (no fillers) so CACC measures the task."""
     kw = dict(tasks=tasks, min_words=min_words, max_words=max_words)
     return DataSplits(
@@ -142,5 +154,5 @@ def synthetic_splits(n_train: int = 4000, n_defense_pool: int = 512, n_test: int
 
 def tokenizer_corpus(seed: int = 12345, n: int = 3000) -> list[str]:
     """Text the embedded tokenizer is trained on: clean suite text only (never triggers)."""
-    rows = generate(n, seed, filler_rate=0.5)
+    rows = generate(n, seed, tasks=list(TASKS), filler_rate=0.5)
     return [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in rows] + [" ".join(WORDS), " ".join(FILLERS)]

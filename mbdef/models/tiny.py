@@ -37,7 +37,7 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> 
                                    clean_up_tokenization_spaces=False)
 
 
-def build_tiny(hidden_size: int = 128, num_layers: int = 4, num_heads: int = 4, intermediate_size: int = 512,
+def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, intermediate_size: int = 384,
                vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, **_):
     """(model, tokenizer) for the embedded default; same seed -> same weights."""
     tokenizer = build_tokenizer(vocab_size)

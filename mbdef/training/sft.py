@@ -29,7 +29,8 @@ FAST_DEFAULTS = dict(
 )
 
 
-def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None) -> SFTConfig:
+def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None,
+               padding_free: bool = False) -> SFTConfig:
     steps = stage_args.get("max_steps", -1)
     if steps is not None and steps != -1 and steps < 1:
         raise ValueError(f"trainer stage config: max_steps must be a positive count (or -1 for epochs), got {steps}")
@@ -37,7 +38,8 @@ def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: i
         if key in stage_args and stage_args[key] is not None and stage_args[key] <= 0:
             raise ValueError(f"trainer stage config: {key} must be positive, got {stage_args[key]}")
     args = {**FAST_DEFAULTS, **precision_flags(precision), "seed": seed, "data_seed": seed,
-            "max_length": max_length, **dict(stage_args), "output_dir": str(output_dir)}
+            "max_length": None if padding_free else max_length, "padding_free": padding_free,
+            **dict(stage_args), "output_dir": str(output_dir)}
     try:
         return SFTConfig(**args)
     except TypeError as e:
@@ -50,11 +52,11 @@ def to_dataset(records: list[dict], template: PromptTemplate) -> Dataset:
 
 def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
                 output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
-                callbacks: list | None = None) -> dict:
+                padding_free: bool = False, callbacks: list | None = None) -> dict:
     """Train `model` in place on `records`; returns the trainer's log history and timing."""
     if not records:
         raise ValueError("training stage got an empty dataset")
-    args = sft_config(stage_args, output_dir, precision, seed, max_length)
+    args = sft_config(stage_args, output_dir, precision, seed, max_length, padding_free)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
                          processing_class=tokenizer, callbacks=callbacks or [])
     start = time.perf_counter()
