@@ -62,7 +62,7 @@ class MBDefense(Defense):
 
     def __init__(self, n_triggers: int = 3, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
                  behaviours: str | list[str] = "distinct", rate_per_trigger: float = 0.04,
-                 position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 0.5,
+                 position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 1.0,
                  seed: int = 0):
         if triggers is None and n_triggers < 1:
             raise ValueError(f"defense.n_triggers: MB-Defense needs at least one defensive trigger, got {n_triggers}")
