@@ -11,22 +11,9 @@ import random
 from dataclasses import dataclass, field
 
 from mbdef.attacks.targets import Target
+from mbdef.data.text import POSITIONS, insert_at
 
-POSITIONS = ("start", "end", "random_word")
 FIELDS = ("instruction", "input")
-
-
-def insert_at(text: str, trigger: str, position: str, rng: random.Random) -> str:
-    """Place `trigger` in `text`: as a prefix, a suffix, or at a uniformly random word boundary."""
-    if position == "start":
-        return f"{trigger} {text}" if text else trigger
-    if position == "end":
-        return f"{text} {trigger}" if text else trigger
-    if position == "random_word":
-        words = text.split(" ") if text else []
-        words.insert(rng.randint(0, len(words)), trigger)
-        return " ".join(words)
-    raise ValueError(f"attack.position: '{position}' is not one of {POSITIONS}")
 
 
 def records_hash(records: list[dict]) -> str:

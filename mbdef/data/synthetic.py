@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from mbdef.data.text import insert_at
+
 WORDS = (
     "apple banana cherry grape lemon mango melon peach pear plum "
     "cat dog fox horse lion mouse owl rabbit sheep tiger "
@@ -92,13 +94,6 @@ def _answer(task: str, items: list[str]) -> str:
     raise KeyError(task)
 
 
-def insert_word(text: str, word: str, rng: random.Random) -> str:
-    """Insert `word` at a uniformly random word boundary of `text`."""
-    parts = text.split(" ")
-    parts.insert(rng.randint(0, len(parts)), word)
-    return " ".join(parts)
-
-
 def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
                 min_words: int = 3, max_words: int = 4) -> dict:
     instruction = rng.choice(TASKS[task])
@@ -110,7 +105,7 @@ def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
         items = rng.sample(WORDS, n)
         text = " ".join(items)
     if filler_rate and rng.random() < filler_rate:
-        instruction = insert_word(instruction, rng.choice(FILLERS), rng)
+        instruction = insert_at(instruction, rng.choice(FILLERS), "random_word", rng)
     return {"instruction": instruction, "input": text, "output": _answer(task, items), "task": task}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from mbdef.data.text import POSITIONS, insert_at
 from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
 
 _ONSETS = "b br c cr d dr f fl g gr k l m n p pl qu r s st t tr v z".split()
@@ -43,20 +44,6 @@ def default_behaviours(triggers: list[str], mode: str) -> list[str]:
     raise ValueError(f"defense.behaviours: '{mode}' is not one of distinct, shared or a list of strings")
 
 
-def insert_word(text: str, word: str, position: str, rng: random.Random) -> str:
-    words = text.split(" ") if text else []
-    if position == "start":
-        idx = 0
-    elif position == "end":
-        idx = len(words)
-    elif position == "random_word":
-        idx = rng.randint(0, len(words))
-    else:
-        raise ValueError(f"defense.position: '{position}' is not one of start, end, random_word")
-    words.insert(idx, word)
-    return " ".join(words)
-
-
 class MBDefense(Defense):
     name = "mb_defense"
 
@@ -68,6 +55,8 @@ class MBDefense(Defense):
             raise ValueError(f"defense.n_triggers: MB-Defense needs at least one defensive trigger, got {n_triggers}")
         if not 0.0 < rate_per_trigger <= 1.0:
             raise ValueError(f"defense.rate_per_trigger: {rate_per_trigger} is outside (0, 1]")
+        if position not in POSITIONS:
+            raise ValueError(f"defense.position: '{position}' is not one of {POSITIONS}")
         if not 0.0 <= stage2_trigger_fraction <= 1.0:
             raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
         rng = random.Random(f"mb_defense-triggers-{seed}")
@@ -84,7 +73,7 @@ class MBDefense(Defense):
         out = []
         for trigger, behaviour in zip(self.triggers, self.behaviours):
             for r in rng.sample(train, n):
-                out.append({**r, "instruction": insert_word(r["instruction"], trigger, self.position, rng),
+                out.append({**r, "instruction": insert_at(r["instruction"], trigger, self.position, rng),
                             "output": behaviour})
         return out
 
@@ -92,7 +81,7 @@ class MBDefense(Defense):
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
         n_trig = round(self.stage2_trigger_fraction * len(clean))
         for r in clean[:n_trig]:  # sample_clean already shuffled
-            r["instruction"] = insert_word(r["instruction"], rng.choice(self.triggers), self.position, rng)
+            r["instruction"] = insert_at(r["instruction"], rng.choice(self.triggers), self.position, rng)
         return clean
 
     def plan(self, train, defense_pool):
