@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # Settings that keep the trainer's own overhead small (see benchmarks/trainer_overhead.py).
 FAST_DEFAULTS = dict(
     report_to="none",            # W&B is driven by mbdef's own tracker: one run, namespaced stages
+    activation_checkpointing=False,  # TRL defaults to recomputing activations; set it per stage for big models
     save_strategy="no",
     dataloader_num_workers=0,    # worker processes cost more than they save on tiny batches
     dataloader_pin_memory=False,
