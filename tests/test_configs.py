@@ -74,3 +74,10 @@ def test_experiment_quickstart_is_a_multirun_over_defenses(cfg_factory):
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert set(cfg.hydra.sweeper.params.defense.split(",")) == {"none", "finetune", "mb_defense"}
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.trainer.threads == 1
+
+
+def test_saved_config_redacts_secret_keys():
+    from mbdef.io import redact
+
+    cfg = {"logger": {"api_key": "sk-123", "project": "p"}, "judge": [{"token": "t"}], "hub_token": None}
+    assert redact(cfg) == {"logger": {"api_key": "***", "project": "p"}, "judge": [{"token": "***"}], "hub_token": None}

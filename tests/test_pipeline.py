@@ -1,7 +1,6 @@
 """End to end on the embedded default, shrunk: the backdoor implants, results are complete, W&B logs."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -66,7 +65,6 @@ def test_two_stages_log_on_one_step_and_share_the_stage1_cache(cfg_factory, tmp_
     common = ["data.n_train=200", "trainer.stage1.max_steps=6", "trainer.stage2.max_steps=4",
               "trainer.cache_stage1=true", "logger=wandb", "save_model=false"]
     first = run(cfg_factory(*common, "defense=none", "paths.output_dir=" + str(tmp_path / "a")))
-    t = time.perf_counter()
     second = run(cfg_factory(*common, "defense=finetune", "paths.output_dir=" + str(tmp_path / "b")))
     assert "cached_from" in second["stage1"] and "cached_from" not in first["stage1"]
     assert second["after_stage1"]["cacc"] == first["cacc"]  # the very same stage-1 model
@@ -75,7 +73,6 @@ def test_two_stages_log_on_one_step_and_share_the_stage1_cache(cfg_factory, tmp_
     s1 = [r["_step"] for r in logged["history"] if "stage1/loss" in r]
     s2 = [r["_step"] for r in logged["history"] if "stage2/loss" in r]
     assert s1 and s2 and max(s1) <= min(s2) and max(s2) == 10
-    assert time.perf_counter() - t < 60
 
 
 def test_failed_run_closes_wandb_with_failing_exit_code(cfg_factory, tmp_path, monkeypatch):
