@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import random
@@ -19,6 +20,7 @@ import trl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModelForCausalLM
 
 import mbdef
 from mbdef.attacks import records_hash
@@ -75,7 +77,7 @@ def run(cfg: DictConfig) -> dict:
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     probes = {}
-    if plan.info.get("defensive_triggers"):  # does each defensive trigger still fire its own behaviour?
+    if plan.info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
         for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
             recs = [{**r, "instruction": f"{trig} {r['instruction']}"} for r in test]
             probes[f"defense_trigger_{i}"] = (recs, beh)
@@ -147,10 +149,6 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     try:
         hit = cache.hit(key)
         if hit is not None:
-            import json
-
-            from transformers import AutoModelForCausalLM
-
             cached = json.loads((hit / "stage1.json").read_text())
             model.load_state_dict(AutoModelForCausalLM.from_pretrained(hit, dtype=model.dtype).state_dict())
             s1, after1 = cached["train"], cached["metrics"]

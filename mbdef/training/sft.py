@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from trl import SFTConfig, SFTTrainer
 
 from mbdef.models.template import PromptTemplate
 from mbdef.training.precision import precision_flags
-
-log = logging.getLogger(__name__)
 
 # Settings that keep the trainer's own overhead small (see benchmarks/trainer_overhead.py).
 FAST_DEFAULTS = dict(
