@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM
 
 import mbdef
 from mbdef.attacks import records_hash
+from mbdef.data.text import insert_at
 from mbdef.eval import Evaluator, judges
 from mbdef.io import redact, write_json_atomic
 from mbdef.models import PromptTemplate
@@ -54,6 +55,12 @@ def _stage_args(cfg: DictConfig, stage: str) -> dict:
     return OmegaConf.to_container(cfg.trainer[stage], resolve=True)
 
 
+def _sft_settings(cfg: DictConfig) -> dict:
+    """Trainer settings shared by both stages (validation, training and the stage-1 cache key all use these)."""
+    t = cfg.trainer
+    return {"precision": t.precision, "seed": cfg.seed, "max_length": t.max_length, "padding_free": t.padding_free}
+
+
 def run(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir).resolve()
@@ -72,14 +79,13 @@ def run(cfg: DictConfig) -> dict:
     if not test:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
-        sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", cfg.trainer.precision, cfg.seed,
-                   cfg.trainer.max_length, cfg.trainer.padding_free)
+        sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg))
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     probes = {}
     if plan.info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
         for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
-            recs = [{**r, "instruction": f"{trig} {r['instruction']}"} for r in test]
+            recs = [{**r, "instruction": insert_at(r["instruction"], trig, "start", None)} for r in test]
             probes[f"defense_trigger_{i}"] = (recs, beh)
     evaluator = Evaluator(template, test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None, judge,
                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
@@ -134,14 +140,11 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         if cfg.eval.periodic_every:
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
-                           precision=tcfg.precision, seed=cfg.seed, max_length=tcfg.max_length,
-                           padding_free=tcfg.padding_free, callbacks=cbs)
+                           callbacks=cbs, **_sft_settings(cfg))
 
     # Stage 1, shared through the cache by every job with the same stage-1 inputs.
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
-                    stage1=_stage_args(cfg, "stage1"), precision=tcfg.precision, max_length=tcfg.max_length,
-                    padding_free=tcfg.padding_free,
-                    seed=cfg.seed, version=mbdef.__version__)
+                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, **_sft_settings(cfg))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
     lock = cache.lock(key)
     if lock is not None:

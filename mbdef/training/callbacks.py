@@ -29,14 +29,12 @@ class PeriodicMetrics(TrainerCallback):
     def __init__(self, stage: str, metrics_fn: Callable, log: Callable[[dict, int], None], every: int,
                  step_offset: int = 0):
         self.stage, self.metrics_fn, self.log, self.every, self.step_offset = stage, metrics_fn, log, every, step_offset
-        self.history: list[dict] = []
 
     def _measure(self, model, step: int):
         was_training = model.training
         metrics = self.metrics_fn(model)
         model.train(was_training)
         row = {f"{self.stage}/{k}": v for k, v in metrics.items()}
-        self.history.append({"step": self.step_offset + step, **row})
         log.info("%s step %d: %s", self.stage, step,
                  "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
         self.log(row, self.step_offset + step)
