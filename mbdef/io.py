@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+_NAME_OF_SECRET = re.compile(r"_env$")  # e.g. api_key_env: the *name* of an environment variable, kept
 
 
 def write_json_atomic(obj, path: str | Path) -> Path:
@@ -23,7 +24,26 @@ def write_json_atomic(obj, path: str | Path) -> Path:
 def redact(obj):
     """Replace values of secret-looking keys (api_key, token, ...) by '***'."""
     if isinstance(obj, dict):
-        return {k: ("***" if _SECRET.search(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
+        return {k: ("***" if _SECRET.search(str(k)) and not _NAME_OF_SECRET.search(str(k)) and v not in (None, "")
+                    else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj
+
+
+def exit_on_user_error(tool: str):
+    """Decorator for command-line tools: a bad input (ValueError, including DataError) prints one clear
+    line and exits with status 2 instead of a traceback; anything else (a bug) keeps its traceback."""
+    import functools
+    import sys
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except ValueError as e:
+                print(f"{tool}: error: {e}", file=sys.stderr)
+                sys.exit(2)
+        return inner
+    return wrap

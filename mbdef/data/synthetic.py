@@ -105,7 +105,7 @@ def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
         items = rng.sample(WORDS, n)
         text = " ".join(items)
     if filler_rate and rng.random() < filler_rate:
-        instruction = insert_at(instruction, rng.choice(FILLERS), "random_word", rng)
+        instruction = insert_at(instruction, rng.choice(FILLERS), "random", rng)
     return {"instruction": instruction, "input": text, "output": _answer(task, items), "task": task}
 
 

@@ -31,7 +31,7 @@ class Evaluator:
         correct = [exact_match(o, r["output"]) for o, r in zip(clean_out, clean)]
         metrics = {
             "cacc": sum(correct) / len(clean),
-            "false_trigger_rate": sum(self.judge(o, r) for o, r in zip(clean_out, clean)) / len(clean),
+            "false_trigger_rate": sum(self.judge.batch(clean_out, clean)) / len(clean),
             "n_clean": len(clean),
         }
         by_task = defaultdict(list)
@@ -42,7 +42,7 @@ class Evaluator:
             metrics["per_task"] = {t: sum(v) / len(v) for t, v in sorted(by_task.items())}
         if triggered:
             trig_out = gen(triggered)
-            hits = [self.judge(o, r) for o, r in zip(trig_out, triggered)]
+            hits = self.judge.batch(trig_out, triggered)
             metrics.update(asr=sum(hits) / len(triggered), n_triggered=len(triggered))
             # Does the triggered prompt still get the right answer? (1 - ASR is not the same thing.)
             metrics["triggered_cacc"] = sum(exact_match(o, r["output"]) for o, r in zip(trig_out, triggered)) / len(triggered)
