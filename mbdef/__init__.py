@@ -1,8 +1,21 @@
 """mbdef: backdoor attacks and defenses (MB-Defense first) for instruction-tuned LLMs."""
 
+import hashlib
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
 
 # conf/ sits beside the package in the repository (editable install, see README).
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def job_dirname(overrides: str) -> str:
+    """A run directory name from Hydra's `override_dirname`: deterministic, so re-running the same command
+    finds (and skips or resumes) its own job; `/` of group paths flattened; long names shortened by a hash."""
+    name = overrides.replace("/", ".").replace(" ", "") or "default"
+    return name if len(name) <= 120 else f"{name[:96]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+OmegaConf.register_new_resolver("mbdef_dirname", job_dirname, replace=True)

@@ -1,4 +1,5 @@
-"""Small file helpers shared by the pipeline: atomic JSON, secret-free config dumps."""
+"""Small helpers shared by the pipeline and the tools: config nodes to objects, atomic JSON, secret-free
+config dumps, one-line errors for command-line tools."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import json
 import os
 import re
 from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
 _NAME_OF_SECRET = re.compile(r"_env$")  # e.g. api_key_env: the *name* of an environment variable, kept
@@ -47,3 +53,19 @@ def exit_on_user_error(tool: str):
                 sys.exit(2)
         return inner
     return wrap
+
+
+def build(node, **kw):
+    """Instantiate a config node, dropping its display `name`."""
+    try:
+        cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True, throw_on_missing=True).items() if k != "name"}
+    except MissingMandatoryValue as e:
+        key = e.full_key  # absolute, e.g. attack.target.file
+        raise ValueError(f"{key}: required value not set (it is ??? in the config); set it, e.g. {key}=...") from None
+    try:
+        return instantiate(cfg, _convert_="all", **kw)
+    except InstantiationException as e:
+        # Surface our own validation errors as they are (they name the key), not wrapped by Hydra.
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        raise

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -17,32 +19,19 @@ import numpy as np
 import torch
 import transformers
 import trl
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoModelForCausalLM
 
 import mbdef
 from mbdef.attacks import records_hash
 from mbdef.data.text import insert_at
 from mbdef.eval import Evaluator, judges
-from mbdef.io import redact, write_json_atomic
+from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
+from mbdef.rundir import RunDir, config_hash
 from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, sft_config, train_stage
+from mbdef.training.cache import load_snapshot, save_snapshot
 
 log = logging.getLogger("mbdef")
-
-
-def build(node, **kw):
-    """Instantiate a config node, dropping its display `name`."""
-    cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
-    try:
-        return instantiate(cfg, _convert_="all", **kw)
-    except InstantiationException as e:
-        # Surface our own validation errors as they are (they name the key), not wrapped by Hydra.
-        if isinstance(e.__cause__, ValueError):
-            raise e.__cause__ from None
-        raise
 
 
 def seed_everything(seed: int) -> None:
@@ -61,10 +50,28 @@ def _sft_settings(cfg: DictConfig) -> dict:
     return {"precision": t.precision, "seed": cfg.seed, "max_length": t.max_length, "padding_free": t.padding_free}
 
 
-def run(cfg: DictConfig) -> dict:
-    t0 = time.perf_counter()
+def _prepare_output_dir(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.paths.output_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"paths.output_dir: cannot write to {out_dir} ({e.strerror}); choose a writable "
+                         f"directory, e.g. paths.log_dir=/tmp/mbdef") from None
+    return out_dir
+
+
+def run(cfg: DictConfig) -> dict:
+    """One job. A finished job of the same config returns its saved results; an unfinished one resumes."""
+    t0 = time.perf_counter()
+    out_dir = _prepare_output_dir(cfg)
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))  # ??? is reported below
+    rundir = RunDir(out_dir, config_hash(resolved))
+    if not cfg.get("force") and (done := rundir.completed_results()) is not None:
+        log.info("already complete, skipped (force=true redoes it): %s", out_dir / "results.json")
+        return done
     seed_everything(cfg.seed)
     set_threads(cfg.trainer.get("threads"))
 
@@ -75,11 +82,15 @@ def run(cfg: DictConfig) -> dict:
     poisoned = attack.poison(splits.train)
     plan = defense.plan(poisoned.records, splits.defense_pool)
     judge = judges.resolve(cfg.eval.judge, attack.target)
-    test = splits.test[: cfg.eval.n_test] if cfg.eval.get("n_test") else splits.test
+    n_test = cfg.eval.get("n_test")
+    if n_test is not None and n_test < 1:
+        raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
+    test = splits.test[:n_test] if n_test else splits.test
     if not test:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
         sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg))
+    warnings = _trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     probes = {}
@@ -90,44 +101,87 @@ def run(cfg: DictConfig) -> dict:
     evaluator = Evaluator(template, test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None, judge,
                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
                           n_samples=cfg.eval.n_samples)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
 
+    resuming = rundir.begin(force=bool(cfg.get("force")))
+    if resuming:
+        log.info("resuming the unfinished job in %s", out_dir)
+    OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
     attack_name, defense_name = cfg.attack.name, cfg.defense.name
     tracker = build(cfg.logger) if cfg.get("logger") else None
     if tracker is not None:
         tracker.start(resolved, name=f"{attack_name}-{defense_name}-s{cfg.seed}", job_type=defense_name,
+                      group=cfg.get("sweep_id") if _in_multirun() else None,
                       tags=[f"attack:{attack_name}", f"defense:{defense_name}", f"model:{cfg.model.name}",
                             f"data:{splits.name}"])
     log_fn = tracker.log if tracker is not None else (lambda m, s: None)
     try:
         results = _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker)
     except BaseException:
-        log.exception("run failed; see %s", out_dir)
+        log.exception("run failed; re-run the same command to resume from its last checkpoint (%s)", out_dir)
         if tracker is not None:
             tracker.finish(exit_code=1)
         raise
 
+    labels = {"poisoned_training_data": poisoned.n_poisoned > 0 or bool(plan.info.get("defensive_triggers")),
+              "may_contain_backdoor": poisoned.n_poisoned > 0}
+    build_cfg = cfg.model.build
     results.update(
         attack=attack_name, defense=defense_name, model=cfg.model.name, data=splits.name, seed=cfg.seed,
         poison={"rate": attack.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
                 "poisoned_data_hash": records_hash(poisoned.records), **attack.describe()},
-        judge=judge.name, defense_info=plan.info, template=template.describe(),
-        labels={"poisoned_training_data": poisoned.n_poisoned > 0 or bool(plan.info.get("defensive_triggers")),
-                "may_contain_backdoor": poisoned.n_poisoned > 0},
+        judge=judge.name, defense_info=plan.info, template=template.describe(), labels=labels,
+        security={"trust_remote_code": bool(build_cfg.get("trust_remote_code", False))},
+        warnings=warnings, config_hash=rundir.hash, resumed=resuming,
         n_params=sum(p.numel() for p in model.parameters()),
         versions={"mbdef": mbdef.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
                   "trl": trl.__version__, "python": platform.python_version()},
         device=str(next(model.parameters()).device), output_dir=str(out_dir),
     )
     results["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
+    if cfg.save_model:
+        _write_model_card(out_dir / "model", results)
     write_json_atomic(results, out_dir / "results.json")
+    rundir.complete()  # last: only now does a re-run skip this job
     if tracker is not None:
         tracker.summary({k: results[k] for k in ("asr", "cacc", "false_trigger_rate", "triggered_cacc") if k in results})
         tracker.finish(exit_code=0)
     log.info("%s / %s: ASR %s  CACC %.3f  -> %s", attack_name, defense_name, results["asr"], results["cacc"],
              out_dir / "results.json")
     return results
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
+def _trigger_collisions(triggers: list[str], train: list[dict], poisoned_idx: list[int], field: str) -> list[str]:
+    """Warn when an attack trigger already occurs in clean (unpoisoned) training text: the backdoor would
+    then be trained on clean answers too, and ASR is not what it seems."""
+    poisoned, out = set(poisoned_idx), []
+    for t in triggers:
+        n = sum(f" {t} " in f" {r.get(field) or ''} " for i, r in enumerate(train) if i not in poisoned)
+        if n:
+            out.append(f"attack trigger '{t}' already occurs in {n} clean training records ({field}); "
+                       f"choose a rarer trigger")
+            log.warning(out[-1])
+    return out
+
+
+def _write_model_card(folder: Path, results: dict) -> None:
+    """Label a saved model so it is never mistaken for a clean artifact."""
+    if not folder.is_dir():
+        return
+    lab = results["labels"]
+    warn = ("WARNING: trained on attacker-poisoned data; it may contain a backdoor "
+            f"(attack {results['attack']}, triggers {results['poison'].get('triggers')})."
+            if lab["may_contain_backdoor"] else "Trained without attacker poison.")
+    (folder / "README.md").write_text(
+        f"---\ntags: [mbdef, backdoor-research{', poisoned' if lab['may_contain_backdoor'] else ''}]\n---\n"
+        f"# mbdef research artifact\n\n{warn}\n\nDefense: {results['defense']}; seed {results['seed']}; "
+        f"ASR {results.get('asr')}; CACC {results.get('cacc')}. Labels: {json.dumps(lab)}. "
+        f"For research on backdoor defenses only.\n")
 
 
 def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker) -> dict:
@@ -140,46 +194,62 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         if cfg.eval.periodic_every:
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
-                           callbacks=cbs, **_sft_settings(cfg))
+                           callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), **_sft_settings(cfg))
 
-    # Stage 1, shared through the cache by every job with the same stage-1 inputs.
+    def replay(s1: dict) -> None:  # stage-1 curves into this job's W&B run when stage 1 was not trained here
+        for row in s1.get("log_history", []):
+            log_fn({f"stage1/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"},
+                   row.get("step", 0))
+
+    def train_and_eval_stage1() -> tuple[dict, dict]:
+        s1 = stage("stage1", plan.stage1, 0)
+        t = time.perf_counter()
+        after1 = evaluator.evaluate(model, tokenizer, samples=True, progress=True)
+        after1["eval_s"] = round(time.perf_counter() - t, 2)
+        return s1, after1
+
+    # Stage 1: this job's own finished stage 1 (a resumed job), else the shared cache, else train it.
+    local1 = out_dir / "stage1_model"
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
                     stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, **_sft_settings(cfg))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
-    lock = cache.lock(key)
-    if lock is not None:
-        lock.acquire()
-    try:
-        hit = cache.hit(key)
-        if hit is not None:
-            cached = json.loads((hit / "stage1.json").read_text())
-            model.load_state_dict(AutoModelForCausalLM.from_pretrained(hit, dtype=model.dtype).state_dict())
-            s1, after1 = cached["train"], cached["metrics"]
-            for row in s1.get("log_history", []):  # replay stage-1 curves into this job's W&B run
-                log_fn({f"stage1/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"},
-                       row.get("step", 0))
-            s1["cached_from"] = str(hit)
-            log.info("stage 1 reused from cache %s", hit)
-        else:
-            s1 = stage("stage1", plan.stage1, 0)
-            t = time.perf_counter()
-            after1 = evaluator.evaluate(model, tokenizer, samples=True, progress=True)
-            after1["eval_s"] = round(time.perf_counter() - t, 2)
-            if cache.root:
+    if (snap := load_snapshot(local1, model)) is not None:
+        s1, after1 = snap["train"], snap["metrics"]
+        s1["restored_from"] = str(local1)
+        replay(s1)
+        log.info("stage 1 restored from this job's snapshot %s", local1)
+    elif cache.root is None:
+        s1, after1 = train_and_eval_stage1()
+        save_snapshot(local1, model, tokenizer, {"train": s1, "metrics": after1})
+    else:
+        with cache.lock(key):
+            hit = cache.hit(key)
+            if hit is not None:
+                snap = load_snapshot(hit, model)
+                s1, after1 = snap["train"], snap["metrics"]
+                s1["cached_from"] = str(hit)
+                replay(s1)
+                log.info("stage 1 reused from cache %s", hit)
+            else:
+                s1, after1 = train_and_eval_stage1()
                 cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1})
-    finally:
-        if lock is not None:
-            lock.release()
-    timings["stage1_s"] = 0.0 if "cached_from" in s1 else s1["seconds"]
-    timings["eval_s"] = after1.pop("eval_s", 0.0)
+    trained_here = "cached_from" not in s1 and "restored_from" not in s1
+    timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
+    timings["eval_s"] = after1.pop("eval_s", 0.0) if trained_here else 0.0
+    after1.pop("eval_s", None)
     results = {"stage1": {k: v for k, v in s1.items() if k != "log_history"},
                "after_stage1": {k: v for k, v in after1.items() if k != "samples"}}
     step = s1["steps"]
 
     final = dict(after1)
     if plan.stage2:
-        s2 = stage("stage2", plan.stage2, step)
-        timings["stage2_s"] = s2["seconds"]
+        local2 = out_dir / "stage2_model"
+        if (snap := load_snapshot(local2, model)) is not None:
+            s2 = {**snap["train"], "restored_from": str(local2)}
+        else:
+            s2 = stage("stage2", plan.stage2, step)
+            save_snapshot(local2, model, tokenizer, {"train": s2})
+        timings["stage2_s"] = 0.0 if "restored_from" in s2 else s2["seconds"]
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
         t = time.perf_counter()
@@ -192,6 +262,8 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     if cfg.save_model:
         model.save_pretrained(out_dir / "model", safe_serialization=True)
         tokenizer.save_pretrained(out_dir / "model")
+    for snapshot in (local1, out_dir / "stage2_model"):  # only needed to resume; the final model is in model/
+        shutil.rmtree(snapshot, ignore_errors=True)
     return {**results, **final, "samples": samples, "timings": timings, "steps": step}
 
 

@@ -14,26 +14,14 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
 from mbdef.attacks.base import records_hash
 from mbdef.data.records import load_alpaca, save_records
-from mbdef.io import exit_on_user_error, redact, write_json_atomic
+from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
 
 log = logging.getLogger("mbdef.poison")
-
-
-def build_attack(node: DictConfig):
-    cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "name"}
-    try:
-        return instantiate(cfg, _convert_="all")
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ValueError):
-            raise e.__cause__ from None
-        raise
 
 
 def poison_file(cfg: DictConfig) -> dict:
@@ -43,7 +31,7 @@ def poison_file(cfg: DictConfig) -> dict:
         raise ValueError(f"output: {dst} is the input file; write the poisoned copy elsewhere")
     if dst.suffix not in (".json", ".jsonl"):
         raise ValueError(f"output: {dst} must end in .json or .jsonl")
-    attack = build_attack(cfg.attack)
+    attack = build(cfg.attack)
     if not attack.active:
         raise ValueError(f"attack: '{cfg.attack.name}' poisons nothing; choose an attack such as attack=badnet")
     rows = load_alpaca(src, normalize=False)

@@ -1,8 +1,11 @@
-"""Stage-1 cache: jobs whose stage 1 is identical (e.g. `none` and `finetune`) train it once.
+"""Stage snapshots and the stage-1 cache.
 
-The key hashes everything that determines the stage-1 weights: the training records, the model config,
-the template, the stage-1 trainer arguments, precision and seed. A model is published by an atomic
-rename of a finished directory, under a file lock, so parallel jobs never see half-written weights.
+A snapshot is a directory with a model's weights (safetensors), its tokenizer and a `stage.json` record,
+published by renaming a finished temp directory, so a reader never sees half of one. Jobs use
+snapshots to resume after a finished stage; the stage-1 cache shares them between jobs whose stage 1 is
+identical (e.g. `none` and `finetune`). The cache key hashes everything that determines the stage-1
+weights: the training records, the model config, the template, the stage-1 trainer arguments,
+precision and seed; publishing happens under a file lock, so parallel jobs train a shared stage 1 once.
 """
 
 from __future__ import annotations
@@ -13,11 +16,53 @@ import shutil
 from pathlib import Path
 
 from filelock import FileLock
+from safetensors.torch import load_file
 
 
 def cache_key(**parts) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def save_snapshot(folder: str | Path, model, tokenizer, record: dict) -> Path:
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "stage.json").write_text(json.dumps(record, default=str))  # written last
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def load_weights(model, folder: str | Path) -> None:
+    """Load safetensors weights (single file or sharded) into an existing model, without building a
+    second copy of the model (a 7B model would otherwise need twice its memory)."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    loaded = set()
+    for name in files:
+        state = load_file(folder / name, device=str(next(model.parameters()).device))
+        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{folder / name}: weights do not fit this model (unexpected: {unexpected[:5]})")
+        loaded |= set(state)
+    missing = {k for k, _ in model.named_parameters()} - loaded
+    tied = {k for k in missing if k.endswith("lm_head.weight") and model.config.tie_word_embeddings}
+    if missing - tied:
+        raise ValueError(f"{folder}: snapshot lacks weights {sorted(missing - tied)[:5]}")
+
+
+def load_snapshot(folder: str | Path, model) -> dict | None:
+    """The snapshot's record after loading its weights into `model`; None if there is no finished one."""
+    folder = Path(folder)
+    if not (folder / "stage.json").is_file():
+        return None
+    load_weights(model, folder)
+    return json.loads((folder / "stage.json").read_text())
 
 
 class Stage1Cache:
@@ -29,7 +74,7 @@ class Stage1Cache:
 
     def hit(self, key: str) -> Path | None:
         p = self.path(key)
-        return p if p is not None and (p / "COMPLETE").is_file() else None
+        return p if p is not None and (p / "stage.json").is_file() else None
 
     def lock(self, key: str) -> FileLock | None:
         if not self.root:
@@ -38,14 +83,4 @@ class Stage1Cache:
         return FileLock(str(self.root / f"{key}.lock"))
 
     def publish(self, key: str, model, tokenizer, record: dict) -> Path:
-        final = self.path(key)
-        tmp = final.with_name(final.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "stage1.json").write_text(json.dumps(record, default=str))
-        (tmp / "COMPLETE").write_text("ok\n")  # written last: a directory without it is never used
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        return final
+        return save_snapshot(self.path(key), model, tokenizer, record)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from mbdef.models.template import PromptTemplate
@@ -29,6 +31,12 @@ FAST_DEFAULTS = dict(
 
 def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None,
                padding_free: bool = False) -> SFTConfig:
+    numeric = ("max_steps", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "warmup_steps",
+               "logging_steps", "gradient_accumulation_steps", "save_steps")
+    for key in numeric:
+        v = stage_args.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"trainer stage config: {key} must be a number, got {v!r} ({type(v).__name__})")
     steps = stage_args.get("max_steps", -1)
     if steps is not None and steps != -1 and steps < 1:
         raise ValueError(f"trainer stage config: max_steps must be a positive count (or -1 for epochs), got {steps}")
@@ -50,18 +58,29 @@ def to_dataset(records: list[dict], template: PromptTemplate) -> Dataset:
 
 def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
                 output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
-                padding_free: bool = False, callbacks: list | None = None) -> dict:
-    """Train `model` in place on `records`; returns the trainer's log history and timing."""
+                padding_free: bool = False, callbacks: list | None = None, checkpoint_every: int | None = None) -> dict:
+    """Train `model` in place on `records`; returns the trainer's log history and timing.
+
+    With `checkpoint_every`, the trainer keeps its last checkpoint (weights, optimizer, scheduler, RNG
+    states, data position) in `output_dir` and a call that finds one there resumes from it, so a killed
+    stage continues where it stopped and ends with the same weights as an uninterrupted one. The
+    checkpoints are removed when the stage completes.
+    """
     if not records:
         raise ValueError("training stage got an empty dataset")
-    args = sft_config(stage_args, output_dir, precision, seed, max_length, padding_free)
+    extra = {"save_strategy": "steps", "save_steps": int(checkpoint_every), "save_total_limit": 1} if checkpoint_every else {}
+    args = sft_config({**extra, **stage_args}, output_dir, precision, seed, max_length, padding_free)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
                          processing_class=tokenizer, callbacks=callbacks or [])
+    resume = get_last_checkpoint(str(output_dir)) if checkpoint_every and Path(output_dir).is_dir() else None
     start = time.perf_counter()
-    out = trainer.train()
+    out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
+    if checkpoint_every:
+        shutil.rmtree(output_dir, ignore_errors=True)
     return {"steps": trainer.state.global_step, "train_loss": out.training_loss, "seconds": round(seconds, 2),
-            "log_history": trainer.state.log_history, "n_examples": len(records)}
+            "log_history": trainer.state.log_history, "n_examples": len(records),
+            **({"resumed_from": Path(resume).name} if resume else {})}
 
 
 def set_threads(threads: int | None) -> None:

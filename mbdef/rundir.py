@@ -1,0 +1,77 @@
+"""The state of one job's directory: finished, resumable, or holding another config's run.
+
+`COMPLETE.json` is written last and atomically, after results.json, and records the hash of the config
+that produced it. A re-run of the same config returns the saved results; a different config (or
+`force=true`) moves the old artifacts to `superseded/<time>/` first, so nothing computed is lost and no
+old file can be mistaken for the new run's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from mbdef.io import write_json_atomic
+from mbdef.training.cache import cache_key
+
+# Keys that do not change what a job computes (where it writes, how it logs, how many threads).
+VOLATILE = ("paths", "logger", "force", "name", "sweep_id", "hydra")
+VOLATILE_TRAINER = ("threads", "checkpoint_every", "cache_stage1")
+# Files Hydra owns in a job dir (its config copy and log): never moved.
+HYDRA_OWNED = (".hydra",)
+
+
+def config_hash(resolved: dict) -> str:
+    cfg = {k: v for k, v in resolved.items() if k not in VOLATILE}
+    cfg["trainer"] = {k: v for k, v in cfg.get("trainer", {}).items() if k not in VOLATILE_TRAINER}
+    cfg.get("eval", {}).pop("periodic_every", None)
+    return cache_key(config=cfg)
+
+
+class RunDir:
+    def __init__(self, path: Path, config_hash: str):
+        self.path, self.hash = Path(path), config_hash
+
+    @property
+    def marker(self) -> Path:
+        return self.path / "COMPLETE.json"
+
+    def completed_results(self) -> dict | None:
+        """The saved results when this dir holds a finished run of this very config."""
+        if not self.marker.is_file():
+            return None
+        mark = json.loads(self.marker.read_text())
+        results = self.path / "results.json"
+        if mark.get("config_hash") != self.hash or not results.is_file():
+            return None
+        return json.loads(results.read_text())
+
+    def begin(self, force: bool = False) -> bool:
+        """Prepare to (re)run; returns True when an unfinished run of this config can be resumed."""
+        state = self.path / "RUNNING.json"
+        previous = json.loads(state.read_text()).get("config_hash") if state.is_file() else None
+        finished = self.marker.is_file()
+        if force or finished or (previous is not None and previous != self.hash):
+            self._supersede()
+            previous = None
+        elif previous is None and any(p.name not in HYDRA_OWNED and not p.name.endswith(".log")
+                                      for p in self.path.iterdir()):
+            self._supersede()  # files of an unknown run: keep them, but out of the way
+        write_json_atomic({"config_hash": self.hash, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, state)
+        return previous == self.hash
+
+    def complete(self) -> None:
+        write_json_atomic({"config_hash": self.hash, "results": "results.json",
+                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, self.marker)
+        (self.path / "RUNNING.json").unlink(missing_ok=True)
+
+    def _supersede(self) -> None:
+        old = [p for p in self.path.iterdir() if p.name not in HYDRA_OWNED + ("superseded",) and not p.name.endswith(".log")]
+        if not old:
+            return
+        dest = self.path / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in old:
+            shutil.move(str(p), dest / p.name)
