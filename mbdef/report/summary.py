@@ -14,7 +14,9 @@ SUMMARY_KEYS = ("attack", "defense", "asr", "cacc", "false_trigger_rate")
 
 
 def collect(root: str | Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("results.json"))]
+    """Every results.json under `root`, except those of superseded runs (kept for the record only)."""
+    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("results.json"))
+            if "superseded" not in p.relative_to(root).parts]
 
 
 def summary_rows(results: list[dict]) -> list[dict]:

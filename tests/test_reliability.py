@@ -1,0 +1,193 @@
+"""Faults and re-runs: a crashed job resumes to the same result, finished jobs are skipped, nothing leaks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+import mbdef.run as runner
+from tests.conftest import make_cfg
+
+# Tiny but real: 20 + 4 steps, checkpoints every 5 (stage 1) and every 2 (stage 2).
+RESUMABLE = ["trainer.stage1.max_steps=20", "trainer.stage2.max_steps=4", "trainer.checkpoint_every=5",
+             "+trainer.stage2.save_steps=2",  # a stage's own SFTConfig keys override checkpoint_every
+             "data.n_test=12", "eval.max_new_tokens=8"]
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step == self.step:
+            raise Crash(f"simulated crash at step {self.step}")
+
+
+def crash_in(monkeypatch, stage: str, step: int):
+    real = runner.train_stage
+
+    def flaky(*a, **kw):
+        if str(a[5]).endswith(f"trainer_{stage}"):
+            kw["callbacks"] = list(kw.get("callbacks") or []) + [CrashAt(step)]
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "train_stage", flaky)
+
+
+def weights(run_dir: Path) -> dict:
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "per_task")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    cfg = make_cfg(tmp, *RESUMABLE)
+    return runner.run(cfg), Path(cfg.paths.output_dir)
+
+
+@pytest.mark.parametrize("stage,step,resumed_from", [("stage1", 12, "checkpoint-10"), ("stage2", 3, "checkpoint-2")])
+def test_crashed_job_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch, uninterrupted, stage, step,
+                                                                    resumed_from):
+    ref, ref_dir = uninterrupted
+    cfg = make_cfg(tmp_path, *RESUMABLE)
+    crash_in(monkeypatch, stage, step)
+    with pytest.raises(Crash):
+        runner.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert not (out / "COMPLETE.json").exists() and not (out / "results.json").exists()
+    assert (out / f"trainer_{stage}" / resumed_from).is_dir()
+    monkeypatch.undo()
+    results = runner.run(cfg)  # the same command again
+    assert results["resumed"] is True and results[stage]["resumed_from"] == resumed_from
+    if stage == "stage2":
+        assert "restored_from" in results["stage1"]  # stage 1 was not trained again
+    assert {k: results[k] for k in METRICS} == {k: ref[k] for k in METRICS}
+    a, b = weights(out), weights(ref_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (out / "COMPLETE.json").is_file() and not (out / "trainer_stage1").exists() and not (out / "stage1_model").exists()
+
+
+def test_finished_job_is_skipped_and_force_redoes_it(tmp_path, monkeypatch):
+    cfg = make_cfg(tmp_path, "trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4")
+    first = runner.run(cfg)
+    out = Path(cfg.paths.output_dir)
+    stamp = (out / "results.json").stat().st_mtime_ns
+
+    def forbidden(*a, **k):
+        raise AssertionError("a finished job was trained again")
+
+    monkeypatch.setattr(runner, "train_stage", forbidden)
+    assert runner.run(cfg) == json.loads((out / "results.json").read_text()) == json.loads(json.dumps(first, default=str))
+    assert (out / "results.json").stat().st_mtime_ns == stamp
+    monkeypatch.undo()
+    again = runner.run(make_cfg(tmp_path, "trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4",
+                                "force=true"))
+    assert again["asr"] == first["asr"] and again["cacc"] == first["cacc"]  # deterministic on CPU
+    old = list((out / "superseded").iterdir())
+    assert len(old) == 1 and (old[0] / "results.json").is_file() and (old[0] / "COMPLETE.json").is_file()
+
+
+def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_path):
+    base = ["trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4"]
+    runner.run(make_cfg(tmp_path, *base))
+    second = runner.run(make_cfg(tmp_path, *base, "attack.poison_rate=0.2"))
+    assert second["poison"]["rate"] == 0.2 and second["resumed"] is False
+    out = tmp_path / "run"
+    assert json.loads((out / "COMPLETE.json").read_text())["config_hash"] == second["config_hash"]
+    assert (next((out / "superseded").iterdir()) / "results.json").is_file()
+
+
+def test_same_config_and_seed_give_identical_data_and_metrics(tmp_path):
+    a = runner.run(make_cfg(tmp_path / "a", "trainer.stage1.max_steps=6", "data.n_test=8"))
+    b = runner.run(make_cfg(tmp_path / "b", "trainer.stage1.max_steps=6", "data.n_test=8"))
+    assert a["poison"]["poisoned_data_hash"] == b["poison"]["poisoned_data_hash"]
+    assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS} and a["samples"] == b["samples"]
+    c = runner.run(make_cfg(tmp_path / "c", "trainer.stage1.max_steps=6", "data.n_test=8", "seed=1"))
+    assert c["poison"]["poisoned_data_hash"] != a["poison"]["poisoned_data_hash"]
+
+
+def test_secrets_in_the_environment_never_reach_a_run_dir(tmp_path, monkeypatch):
+    secrets = {"WANDB_API_KEY": "wandb-secret-0123456789abcdef0123456789abcdef",
+               "HF_TOKEN": "hf_SECRETtokenABCDEFGHIJKLMNOPQRSTUV", "OPENAI_API_KEY": "sk-secret-judge-key-42"}
+    for k, v in secrets.items():
+        monkeypatch.setenv(k, v)
+    # A user passing a hub token through the config (the tiny builder ignores it; `model=hf` would use it).
+    cfg = make_cfg(tmp_path, "logger=wandb", "logger.mode=offline", "trainer.stage1.max_steps=4",
+                   "trainer.stage2.max_steps=2", "data.n_test=4", "+model.build.token=${oc.env:HF_TOKEN}")
+    results = runner.run(cfg)
+    assert results["asr"] is not None
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files) and any(p.name == "resolved_config.yaml" for p in files)
+    for p in files:
+        blob = p.read_bytes()
+        for name, value in secrets.items():
+            assert value.encode() not in blob, f"{name} leaked into {p}"
+
+
+@pytest.mark.slow
+def test_kill_minus_9_during_stage1_then_rerun_resumes_to_the_same_result(tmp_path, uninterrupted):
+    ref, ref_dir = uninterrupted
+    cmd = [sys.executable, "-m", "mbdef", "debug=tiny", *RESUMABLE, "trainer.stage1.max_steps=60",
+           f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
+    ref_cmd = cmd + ["paths.log_dir=" + str(tmp_path / "ref")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    ckpt = None
+    while time.time() < deadline and ckpt is None:
+        found = list(tmp_path.glob("runs/*/trainer_stage1/checkpoint-*/trainer_state.json"))
+        ckpt = found[0] if found else None
+        time.sleep(0.2)
+    assert ckpt is not None, "no checkpoint appeared"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = ckpt.parents[2]
+    assert not (run_dir / "COMPLETE.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["resumed"] is True and resumed["stage1"]["resumed_from"].startswith("checkpoint-")
+    straight = subprocess.run(ref_cmd, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    ref_run = next((tmp_path / "ref" / "runs").iterdir())
+    expected = json.loads((ref_run / "results.json").read_text())
+    assert {k: resumed[k] for k in METRICS} == {k: expected[k] for k in METRICS}
+    a, b = weights(run_dir), weights(ref_run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tmp_path):
+    cmd = [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "sweep_id=idem",
+           "trainer.stage1.max_steps=4", "data.n_test=4", f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    jobs = sorted((tmp_path / "multirun" / "idem").glob("*/results.json"))
+    # Named by the overrides (paths excluded), so the same command finds the same dirs again.
+    assert [p.parent.name for p in jobs] == ["data.n_test=4,debug=tiny,defense=finetune,trainer.stage1.max_steps=4",
+                                             "data.n_test=4,debug=tiny,defense=none,trainer.stage1.max_steps=4"]
+    stamps = {p: p.stat().st_mtime_ns for p in jobs}
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and (second.stdout + second.stderr).count("already complete, skipped") == 2, second.stdout[-3000:]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    failed = jobs[0].parent
+    (failed / "COMPLETE.json").unlink()  # as if that job had died before finishing
+    third = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and (third.stdout + third.stderr).count("already complete, skipped") == 1, third.stdout[-3000:]
+    assert jobs[0].stat().st_mtime_ns != stamps[jobs[0]] and jobs[1].stat().st_mtime_ns == stamps[jobs[1]]
+    assert (failed / "COMPLETE.json").is_file()
+    summary = json.loads((tmp_path / "multirun" / "idem" / "summary.json").read_text())
+    assert sorted(r["defense"] for r in summary) == ["finetune", "none"]
