@@ -43,7 +43,8 @@ def table_text(rows: list[dict]) -> str:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun: print the table, write summary.json, and print its path as the last line."""
+    """At the end of a multirun: print the per-job table, write the full report (report.md/.csv/.json and
+    PNG plots under <sweep>/report, as `mbdef-report <sweep>` would), and print summary.json's path last."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
@@ -54,4 +55,11 @@ class SweepSummary(Callback):
         path = write_json_atomic(rows, sweep_dir / "summary.json")
         print()
         print(table_text(rows))
+        from mbdef.report.cli import build_report
+
+        rep = build_report([sweep_dir], sweep_dir / "report")
+        if rep["unfinished"]:
+            print(f"{len(rep['unfinished'])} job(s) did not finish; re-run the same command to resume them:")
+            print("\n".join(f"  {u}" for u in rep["unfinished"]))
+        print(f"report (mean ± std over seeds, plots): {rep['out']}/report.md")
         print(path, flush=True)

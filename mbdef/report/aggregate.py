@@ -1,0 +1,110 @@
+"""Turn many results.json files into one comparison: rows per (model, attack, defense, knob values), mean ±
+std and a 95 % bootstrap confidence interval over seeds, plus the jobs that did not finish."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc")
+# Config keys that never define a row: where and how a job ran, and the seeds (aggregated over).
+IGNORED_PREFIXES = ("paths.", "logger.", "hydra.", "name", "force", "sweep_id", "trainer.threads",
+                    "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic", "save_model")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list) else v
+    return out
+
+
+def load_runs(dirs: list[str | Path]) -> list[dict]:
+    """One entry per finished job: its results and its flattened resolved config."""
+    runs = []
+    for root in map(Path, dirs):
+        for res in sorted(root.rglob("results.json")):
+            if "superseded" in res.relative_to(root).parts:
+                continue
+            cfg_file = res.parent / "resolved_config.yaml"
+            cfg = _flatten(yaml.safe_load(cfg_file.read_text())) if cfg_file.is_file() else {}
+            runs.append({"results": json.loads(res.read_text()), "config": cfg, "dir": str(res.parent)})
+    return runs
+
+
+def unfinished_jobs(dirs: list[str | Path]) -> list[str]:
+    """Job dirs that started (Hydra config or RUNNING.json present) but have no COMPLETE.json."""
+    out = []
+    for root in map(Path, dirs):
+        for marker in list(root.rglob("RUNNING.json")) + list(root.rglob(".hydra")):
+            job = marker.parent
+            if "superseded" in job.relative_to(root).parts or (job / "COMPLETE.json").is_file():
+                continue
+            if (job / "results.json").is_file() and not (job / "RUNNING.json").is_file():
+                continue  # finished before COMPLETE.json existed (older mbdef)
+            out.append(str(job))
+    return sorted(set(out))
+
+
+def _identity(run: dict) -> tuple:
+    r = run["results"]
+    return (r.get("model"), r.get("attack"), r.get("defense"))
+
+
+def varying_knobs(runs: list[dict]) -> list[str]:
+    """Config keys that take more than one value among runs of the same (model, attack, defense):
+    the ablation axes of a sweep (e.g. defense.n_triggers), seeds excluded."""
+    groups = defaultdict(list)
+    for run in runs:
+        groups[_identity(run)].append(run["config"])
+    knobs = set()
+    for cfgs in groups.values():
+        keys = set().union(*cfgs) if cfgs else set()
+        for k in keys:
+            if k.startswith(IGNORED_PREFIXES) or k.split(".")[-1] == "seed":
+                continue
+            if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in cfgs}) > 1:
+                knobs.add(k)
+    return sorted(knobs)
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile bootstrap interval of the mean (None for fewer than 2 values)."""
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, dtype=float)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
+    knobs = varying_knobs(runs)
+    groups = defaultdict(list)
+    for run in runs:
+        groups[_identity(run) + tuple(run["config"].get(k) for k in knobs)].append(run)
+    order = {"none": 0, "finetune": 1, "mb_defense": 9}
+    rows = []
+    for key, members in groups.items():
+        row = {"model": key[0], "attack": key[1], "defense": key[2], **dict(zip(knobs, key[3:])),
+               "n": len(members), "seeds": sorted(m["results"].get("seed") for m in members)}
+        for m in METRICS:
+            vals = [x["results"][m] for x in members if isinstance(x["results"].get(m), (int, float))]
+            if not vals:
+                continue
+            row[m] = float(np.mean(vals))
+            row[f"{m}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+            ci = bootstrap_ci(vals)
+            row[f"{m}_ci"] = list(ci) if ci else None
+        rows.append(row)
+    rows.sort(key=lambda r: (str(r["model"]), str(r["attack"]), order.get(r["defense"], 5), str(r["defense"]),
+                             *[str(r.get(k)) for k in knobs]))
+    return rows, knobs

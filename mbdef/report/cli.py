@@ -1,0 +1,53 @@
+"""`mbdef-report DIR [DIR ...]`: every results.json under the dirs -> one table (markdown + CSV), mean ± std
+and 95 % bootstrap CI over seeds, PNG plots, and the list of jobs that did not finish."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mbdef.io import write_json_atomic
+from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
+from mbdef.report.write import markdown, plots, write_csv
+
+
+def build_report(dirs: list[str | Path], out: str | Path) -> dict:
+    runs = load_runs(dirs)
+    if not runs:
+        raise ValueError(f"no results.json under {', '.join(map(str, dirs))}")
+    rows, knobs = aggregate(runs)
+    unfinished = unfinished_jobs(dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(rows, knobs, unfinished)
+    (out / "report.md").write_text(f"# mbdef report\n\nFrom {len(runs)} finished job(s) under "
+                                   f"{', '.join(map(str, dirs))}.\n\n{md}\n")
+    write_csv(rows, knobs, out / "report.csv")
+    write_json_atomic({"rows": rows, "knobs": knobs, "unfinished": unfinished}, out / "report.json")
+    pngs = plots(rows, knobs, out)
+    return {"rows": rows, "knobs": knobs, "unfinished": unfinished, "markdown": md, "out": str(out),
+            "plots": [str(p) for p in pngs], "n_runs": len(runs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mbdef-report", description=__doc__)
+    p.add_argument("dirs", nargs="+", help="directories to search for results.json (runs, sweeps, outputs/)")
+    p.add_argument("--out", help="where to write report.md/.csv/.json and the PNGs (default: <first dir>/report)")
+    args = p.parse_args(argv)
+    missing = [d for d in args.dirs if not Path(d).is_dir()]
+    if missing:
+        print(f"mbdef-report: error: not a directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        rep = build_report(args.dirs, args.out or Path(args.dirs[0]) / "report")
+    except ValueError as e:
+        print(f"mbdef-report: error: {e}", file=sys.stderr)
+        return 2
+    print(rep["markdown"])
+    print(f"\n{rep['n_runs']} runs -> {rep['out']}/report.md, report.csv, " + ", ".join(Path(x).name for x in rep["plots"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Write an aggregated comparison as markdown, CSV and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mbdef.report.aggregate import METRICS
+
+SHOWN = ("asr", "cacc", "false_trigger_rate")
+
+
+def _cell(row: dict, m: str) -> str:
+    if row.get(m) is None:
+        return "-"
+    text = f"{row[m]:.3f}"
+    if row["n"] > 1:
+        text += f" ± {row[f'{m}_std']:.3f}"
+        if row.get(f"{m}_ci"):
+            lo, hi = row[f"{m}_ci"]
+            text += f" [{lo:.2f}, {hi:.2f}]"
+    return text
+
+
+def markdown(rows: list[dict], knobs: list[str], unfinished: list[str] = ()) -> str:
+    cols = ["model", "attack", "defense", *knobs, "n"]
+    head = cols + [m.upper() if m != "false_trigger_rate" else "FTR" for m in SHOWN]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([str(r.get(c)) for c in cols] + [_cell(r, m) for m in SHOWN]) + " |")
+    text = "\n".join(lines)
+    text += ("\n\nmean ± std over seeds [95 % bootstrap CI of the mean]; FTR = false-trigger rate on clean prompts."
+             if any(r["n"] > 1 for r in rows) else "")
+    if unfinished:
+        text += f"\n\n**{len(unfinished)} job(s) did not finish** (no COMPLETE.json; re-run the sweep to resume them):\n"
+        text += "\n".join(f"- {u}" for u in unfinished)
+    return text
+
+
+def write_csv(rows: list[dict], knobs: list[str], path: Path) -> None:
+    cols = ["model", "attack", "defense", *knobs, "n", "seeds"]
+    for m in METRICS:
+        cols += [m, f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            flat = dict(r, seeds=" ".join(map(str, r["seeds"])))
+            for m in METRICS:
+                ci = r.get(f"{m}_ci") or (None, None)
+                flat[f"{m}_ci_low"], flat[f"{m}_ci_high"] = ci
+            w.writerow(flat)
+
+
+def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = [r for r in rows if r.get("cacc") is not None]
+    defenses = list(dict.fromkeys(r["defense"] for r in rows))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    colors = {d: plt.cm.tab10(i % 10) for i, d in enumerate(defenses)}
+    markers = dict(zip(attacks, "osD^vP*Xh<>"))
+
+    attacked = [r for r in rows if r.get("asr") is not None]
+    if attacked:  # ASR vs CACC: the trade-off, one point per row
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in attacked:
+            ax.errorbar(r["cacc"], r["asr"], xerr=r.get("cacc_std") or 0, yerr=r.get("asr_std") or 0,
+                        fmt=markers.get(r["attack"], "o"), color=colors[r["defense"]], capsize=2, ms=7, alpha=0.85)
+        for d in defenses:
+            ax.plot([], [], "o", color=colors[d], label=f"defense: {d}")
+        for a in attacks:
+            ax.plot([], [], markers.get(a, "o"), color="gray", label=f"attack: {a}")
+        ax.set(xlabel="CACC (clean accuracy) →", ylabel="ASR (attack success) ↓", ylim=(-0.05, 1.05),
+               title="ASR vs CACC (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        written.append(out / "asr_vs_cacc.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+        # ASR per attack, bars per defense (rows differing only by knobs are averaged into the first)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        width = 0.8 / max(len(defenses), 1)
+        for ax, metric in zip(axes, ("asr", "cacc")):
+            for j, d in enumerate(defenses):
+                vals = [next((r for r in attacked if r["attack"] == a and r["defense"] == d), None) for a in attacks]
+                ax.bar([i + j * width for i in range(len(attacks))], [v[metric] if v else 0 for v in vals], width,
+                       yerr=[(v.get(f"{metric}_std") or 0) if v else 0 for v in vals], color=colors[d], label=d,
+                       capsize=2)
+            ax.set_xticks([i + width * (len(defenses) - 1) / 2 for i in range(len(attacks))], attacks)
+            ax.set(ylabel=metric.upper(), ylim=(0, 1.05), title=f"{metric.upper()} per attack")
+            ax.grid(axis="y", alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out / "asr_per_attack.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+    for knob in knobs:  # ablation curves: ASR and CACC against each numeric knob
+        pts = [r for r in rows if isinstance(r.get(knob), (int, float)) and not isinstance(r.get(knob), bool)]
+        if len({r[knob] for r in pts}) < 2:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, metric in zip(axes, ("asr", "cacc")):
+            for (a, d) in dict.fromkeys((r["attack"], r["defense"]) for r in pts):
+                line = sorted((r for r in pts if r["attack"] == a and r["defense"] == d and r.get(metric) is not None),
+                              key=lambda r: r[knob])
+                if line:
+                    ax.errorbar([r[knob] for r in line], [r[metric] for r in line],
+                                yerr=[r.get(f"{metric}_std") or 0 for r in line], marker=markers.get(a, "o"),
+                                color=colors[d], capsize=2, label=f"{a} / {d}")
+            ax.set(xlabel=knob, ylabel=metric.upper(), ylim=(-0.05, 1.05), title=f"{metric.upper()} vs {knob}")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out / f"ablation_{knob.replace('.', '_')}.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written

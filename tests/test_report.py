@@ -1,0 +1,88 @@
+"""mbdef-report: exact aggregation over seeds, knob detection, unfinished jobs, files and plots."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mbdef.report.aggregate import aggregate, bootstrap_ci, load_runs, unfinished_jobs
+from mbdef.report.cli import build_report
+
+
+def fake_job(root, name, attack, defense, seed, asr, cacc, **knobs):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = {"seed": seed, "attack": {"name": attack, "seed": seed}, "defense": {"name": defense, **knobs},
+           "paths": {"output_dir": str(d)}}
+    (d / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "results.json").write_text(json.dumps({"model": "tiny", "attack": attack, "defense": defense, "seed": seed,
+                                                "asr": asr, "cacc": cacc, "false_trigger_rate": 0.0}))
+    (d / "COMPLETE.json").write_text("{}")
+    return d
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    for s, (a_none, a_mb) in enumerate([(1.0, 0.1), (0.9, 0.3), (1.0, 0.2)]):
+        fake_job(tmp_path, f"none{s}", "badnet", "none", s, a_none, 0.8)
+        fake_job(tmp_path, f"mb{s}", "badnet", "mb_defense", s, a_mb, 0.7 + 0.01 * s, n_triggers=3)
+        fake_job(tmp_path, f"mb1_{s}", "badnet", "mb_defense", s, 0.5, 0.75, n_triggers=1)
+    fake_job(tmp_path, "superseded/old", "badnet", "none", 0, 0.0, 0.0)  # never counted
+    broken = tmp_path / "crashed"
+    (broken / ".hydra").mkdir(parents=True)
+    (broken / "RUNNING.json").write_text("{}")
+    return tmp_path
+
+
+def test_rows_are_exact_means_and_stds_over_seeds(sweep):
+    rows, knobs = aggregate(load_runs([sweep]))
+    assert knobs == ["defense.n_triggers"]
+    by = {(r["defense"], r.get("defense.n_triggers")): r for r in rows}
+    assert set(by) == {("none", None), ("mb_defense", 3), ("mb_defense", 1)}
+    mb = by[("mb_defense", 3)]
+    assert mb["n"] == 3 and mb["seeds"] == [0, 1, 2]
+    assert mb["asr"] == pytest.approx(0.2) and mb["asr_std"] == pytest.approx(0.1)  # sample std (ddof=1)
+    assert mb["cacc"] == pytest.approx(0.71)
+    assert by[("none", None)]["asr"] == pytest.approx(2.9 / 3)
+    lo, hi = mb["asr_ci"]
+    assert 0.1 <= lo <= 0.2 <= hi <= 0.3
+    assert [r["defense"] for r in rows][0] == "none"
+
+
+def test_bootstrap_ci_brackets_the_mean_and_needs_two_values():
+    assert bootstrap_ci([0.5]) is None
+    lo, hi = bootstrap_ci([0.0, 1.0, 0.0, 1.0])
+    assert 0.0 <= lo < 0.5 < hi <= 1.0
+
+
+def test_unfinished_jobs_are_listed(sweep):
+    assert unfinished_jobs([sweep]) == [str(sweep / "crashed")]
+
+
+def test_report_files_and_plots(sweep, tmp_path):
+    rep = build_report([sweep], tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| tiny | badnet | mb_defense | 3 | 3 | 0.200 ± 0.100 [" in md
+    assert "1 job(s) did not finish" in md and "crashed" in md
+    rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert len(rows) == 3 and {r["defense.n_triggers"] for r in rows} == {"", "1", "3"}
+    names = sorted(p.split("/")[-1] for p in rep["plots"])
+    assert names == ["ablation_defense_n_triggers.png", "asr_per_attack.png", "asr_vs_cacc.png"]
+    for p in rep["plots"]:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli(sweep, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mbdef.report.cli", str(sweep), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "0.200 ± 0.100" in r.stdout and "report.md" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "mbdef.report.cli", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a directory" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run([sys.executable, "-m", "mbdef.report.cli", str(tmp_path / "empty")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no results.json" in r.stderr
