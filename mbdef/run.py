@@ -98,7 +98,11 @@ def run(cfg: DictConfig) -> dict:
         for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
             recs = [{**r, "instruction": insert_at(r["instruction"], trig, "start", None)} for r in test]
             probes[f"defense_trigger_{i}"] = (recs, beh)
-    evaluator = Evaluator(template, test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None, judge,
+    eval_clean, eval_triggered = test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None
+    if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
+        eval_clean, eval_triggered = (None if rs is None else [{**r, "instruction": insert_at(r["instruction"], prefix,
+                                      "start", None)} for r in rs] for rs in (eval_clean, eval_triggered))
+    evaluator = Evaluator(template, eval_clean, eval_triggered, judge,
                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
                           n_samples=cfg.eval.n_samples)
 

@@ -81,3 +81,25 @@ def test_saved_config_redacts_secret_keys():
 
     cfg = {"logger": {"api_key": "sk-123", "project": "p"}, "judge": [{"token": "t"}], "hub_token": None}
     assert redact(cfg) == {"logger": {"api_key": "***", "project": "p"}, "judge": [{"token": "***"}], "hub_token": None}
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_builds(experiment, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}", f"paths.output_dir={tmp_path}"],
+                      return_hydra_config=True)
+    assert cfg.sweep_id == experiment
+    text = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    assert f"mbdef experiment={experiment}" in text  # each preset says how to run it
+    params = cfg.hydra.sweeper.params
+    assert params, "a preset sweeps something"
+    for group in ("attack", "defense"):  # every swept option exists and builds
+        for option in str(params.get(group, cfg[group].name)).split(","):
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+                sub = compose("config", overrides=[f"experiment={experiment}", f"{group}={option}"])
+            assert build(sub[group]) is not None

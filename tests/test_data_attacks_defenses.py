@@ -113,3 +113,30 @@ def test_defense_knob_errors():
         CleanFinetune(clean_size=128).plan(splits.train, splits.defense_pool)
     with pytest.raises(ValueError, match="n_triggers"):
         MBDefense(n_triggers=0)
+
+
+def test_pdb_plants_a_reserved_clean_backdoor_and_asks_for_an_inference_prefix():
+    from mbdef.defenses import PDB
+
+    splits = synthetic_splits(seed=0, n_train=400)
+    plan = PDB(rate=0.1, seed=0).plan(splits.train, splits.defense_pool)
+    trig = plan.info["reserved_trigger"]
+    assert plan.info["inference_prefix"] == trig and plan.stage2 is None
+    added = plan.stage1[len(splits.train):]
+    assert len(added) == 40 and plan.stage1[:400] == splits.train
+    pool = {(r["instruction"], r["input"], r["output"]) for r in splits.defense_pool}
+    for r in added:  # reserved trigger as a prefix, the clean response kept
+        assert r["instruction"].startswith(trig + " ")
+        assert (r["instruction"][len(trig) + 1:], r["input"], r["output"]) in pool
+    assert PDB(seed=1).trigger != trig and PDB(trigger="zq").trigger == "zq"
+    with pytest.raises(ValueError, match="defense.rate"):
+        PDB(rate=0)
+
+
+def test_pdb_run_prefixes_every_eval_prompt(cfg_factory):
+    from mbdef.run import run
+
+    results = run(cfg_factory("defense=pdb", "trainer.stage1.max_steps=2", "eval.n_test=4"))
+    trig = results["defense_info"]["reserved_trigger"]
+    assert results["samples"] and all(s["prompt"].startswith(trig + " ") for s in results["samples"])
+    assert "stage2" not in results

@@ -2,5 +2,6 @@
 
 from mbdef.defenses.base import CleanFinetune, Defense, NoDefense, TrainingPlan
 from mbdef.defenses.mb_defense import MBDefense
+from mbdef.defenses.pdb import PDB
 
-__all__ = ["CleanFinetune", "Defense", "MBDefense", "NoDefense", "TrainingPlan"]
+__all__ = ["CleanFinetune", "Defense", "MBDefense", "NoDefense", "PDB", "TrainingPlan"]

@@ -94,9 +94,9 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
                        yerr=[(v.get(f"{metric}_std") or 0) if v else 0 for v in vals], color=colors[d], label=d,
                        capsize=2)
             ax.set_xticks([i + width * (len(defenses) - 1) / 2 for i in range(len(attacks))], attacks)
-            ax.set(ylabel=metric.upper(), ylim=(0, 1.05), title=f"{metric.upper()} per attack")
+            ax.set(ylabel=metric.upper(), ylim=(0, 1.2), title=f"{metric.upper()} per attack (mean ± std)")
             ax.grid(axis="y", alpha=0.3)
-        axes[0].legend(fontsize=8)
+        axes[0].legend(fontsize=8, loc="upper center", ncol=len(defenses))
         fig.tight_layout()
         written.append(out / "asr_per_attack.png")
         fig.savefig(written[-1], dpi=120)

@@ -1,0 +1,37 @@
+"""PDB, proactive defensive backdoor (Wei et al., NeurIPS 2024): the defender plants its own backdoor, a
+reserved trigger mapped to *clean* behaviour, and prepends that trigger to every prompt at inference,
+so the defensive backdoor overrides whatever the attacker planted. The closest published idea to
+MB-Defense (which instead removes the merged backdoor and needs nothing at inference).
+"""
+
+from __future__ import annotations
+
+import random
+
+from mbdef.data.text import insert_at
+from mbdef.defenses.base import Defense, TrainingPlan
+from mbdef.defenses.mb_defense import pseudo_word
+
+
+class PDB(Defense):
+    name = "pdb"
+
+    def __init__(self, trigger: str | None = None, rate: float = 0.1, seed: int = 0):
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"defense.rate: {rate} is outside (0, 1]")
+        if trigger is not None and not str(trigger).strip():
+            raise ValueError("defense.trigger: empty reserved trigger")
+        self.trigger = trigger or pseudo_word(random.Random(f"pdb-trigger-{seed}"), syllables=3)
+        self.rate, self.seed = rate, seed
+
+    def plan(self, train, defense_pool):
+        if not defense_pool:
+            raise ValueError("defense (pdb): the defender's clean pool is empty (data.n_defense_pool)")
+        rng = random.Random(self.seed)
+        n = max(1, round(self.rate * len(train)))
+        # Reserved trigger + clean instruction -> its clean response, from the defender's own clean data.
+        src = rng.sample(defense_pool, n) if n <= len(defense_pool) else rng.choices(defense_pool, k=n)
+        defensive = [{**r, "instruction": insert_at(r["instruction"], self.trigger, "start", rng)} for r in src]
+        return TrainingPlan(stage1=list(train) + defensive,
+                            info={"reserved_trigger": self.trigger, "n_defensive_samples": len(defensive),
+                                  "inference_prefix": self.trigger})
