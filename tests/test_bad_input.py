@@ -146,3 +146,26 @@ def test_trigger_already_in_clean_data_warns(cfg_factory, tmp_path, caplog):
     results = runner.run(cfg)
     assert any("attack trigger 'words' already occurs in" in w for w in results["warnings"])
     assert "already occurs in" in caplog.text
+
+
+def test_pickled_checkpoint_is_refused_unless_allowed(cfg_factory, no_training, tmp_path):
+    path, tok = _saved_tiny(tmp_path)
+    for f in path.glob("*.safetensors"):
+        f.unlink()
+    from mbdef.models.tiny import build_tiny
+
+    model, _ = build_tiny(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    import torch
+
+    for f in path.glob("*.safetensors"):
+        f.unlink()
+    torch.save(model.state_dict(), path / "pytorch_model.bin")  # the legacy pickled format
+    tok.save_pretrained(path)
+    assert (path / "pytorch_model.bin").is_file()
+    with pytest.raises(ModelError, match=r"no safetensors weights \(pytorch_model.bin\).*allow_pickle=true"):
+        runner.run(cfg_factory("model=hf", f"model.build.name_or_path={path}"))
+    from mbdef.models import load_pretrained
+
+    loaded, _ = load_pretrained(str(path), allow_pickle=True)  # explicitly allowed: loads
+    theirs, ours = model.state_dict(), loaded.state_dict()
+    assert all(torch.equal(theirs[k], ours[k]) for k in theirs)  # the pickled weights, really loaded

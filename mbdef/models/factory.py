@@ -30,8 +30,9 @@ def resolve_dtype(dtype: str) -> torch.dtype:
 
 
 def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "sdpa",
-                    trust_remote_code: bool = False, revision: str | None = None, **_):
-    """(model, tokenizer) from a hub name or a local directory; safetensors only unless the files lack them."""
+                    trust_remote_code: bool = False, revision: str | None = None, allow_pickle: bool = False, **_):
+    """(model, tokenizer) from a hub name or a local directory. Weights load from safetensors only: pickled
+    checkpoints (`pytorch_model.bin`) can run code when unpickled, so they need `allow_pickle=true`."""
     if not name_or_path or name_or_path == "???":
         raise ModelError("model.build.name_or_path: give a hub name (e.g. Qwen/Qwen2.5-0.5B-Instruct) or a local path")
     path = Path(os.path.expanduser(name_or_path))
@@ -51,9 +52,14 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
             "llama", "qwen2", "mistral", "gpt2", "gpt_neox", "phi3", "gemma", "gemma2"):
         raise ModelError(f"model.build.name_or_path: '{name_or_path}' is a '{config.model_type}' model with "
                          f"architectures {config.architectures}; mbdef needs a causal LM")
+    if path.is_dir() and not allow_pickle and not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*.bin")) or ["no weight files"]
+        raise ModelError(f"model.build.name_or_path: '{name_or_path}' has no safetensors weights ({', '.join(pickled)}); "
+                         f"pickled checkpoints can execute code when loaded. Convert them to safetensors, or set "
+                         f"model.build.allow_pickle=true if you trust the source")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
-              "use_safetensors": None}
+              "use_safetensors": None if allow_pickle else True}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
