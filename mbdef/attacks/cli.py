@@ -10,7 +10,6 @@ input never leaves a partial output behind.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import hydra
@@ -20,9 +19,6 @@ import mbdef
 from mbdef.attacks.base import records_hash
 from mbdef.data.records import load_alpaca, save_records
 from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
-
-log = logging.getLogger("mbdef.poison")
-
 
 def poison_file(cfg: DictConfig) -> dict:
     """Poison `cfg.input` into `cfg.output` with `cfg.attack`; returns the sidecar's content."""

@@ -43,10 +43,10 @@ def insert_ordered(text: str, words: list[str], rng: random.Random) -> str:
     """Insert all `words`, in their order, at distinct random word gaps (BackdoorLLM's CTBA layout:
     `2024` < `BadMagic` < `OpenAI`, never two triggers side by side, the first may open and the last
     may close the instruction)."""
-    original = _words(text)
-    gaps = sorted(rng.sample(range(len(original) + 1), len(words))) if len(words) <= len(original) + 1 else None
-    if gaps is None:  # fewer gaps than triggers (very short text): keep order, allow neighbours
-        return " ".join(list(words) + original) if not original else " ".join(words[:1] + original + list(words[1:]))
+    original, words = _words(text), list(words)
+    if len(words) > len(original) + 1:  # fewer gaps than triggers (very short text): keep order, allow neighbours
+        return " ".join(words[:1] + original + words[1:])
+    gaps = sorted(rng.sample(range(len(original) + 1), len(words)))
     out, prev = [], 0
     for gap, w in zip(gaps, words):
         out += original[prev:gap] + [w]

@@ -12,8 +12,9 @@ from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.write import markdown, plots, write_csv
 
 
-def build_report(dirs: list[str | Path], out: str | Path) -> dict:
-    runs = load_runs(dirs)
+def build_report(dirs: list[str | Path], out: str | Path, runs: list[dict] | None = None) -> dict:
+    """`runs`: already loaded with `load_runs(dirs)` (the multirun callback reads them once for both uses)."""
+    runs = load_runs(dirs) if runs is None else runs
     if not runs:
         raise ValueError(f"no results.json under {', '.join(map(str, dirs))}")
     rows, knobs = aggregate(runs)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mbdef.io import write_json_atomic
+from mbdef.report.aggregate import load_runs
 
 SUMMARY_KEYS = ("attack", "defense", "asr", "cacc", "false_trigger_rate")
 
 
 def collect(root: str | Path) -> list[dict]:
     """Every results.json under `root`, except those of superseded runs (kept for the record only)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(root).rglob("results.json"))
-            if "superseded" not in p.relative_to(root).parts]
+    return [run["results"] for run in load_runs([root])]
 
 
 def summary_rows(results: list[dict]) -> list[dict]:
@@ -48,7 +47,8 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        rows = summary_rows(collect(sweep_dir))
+        runs = load_runs([sweep_dir])  # read once: the per-job table and the report both use them
+        rows = summary_rows([run["results"] for run in runs])
         if not rows:
             print(f"no results.json under {sweep_dir}")
             return
@@ -57,7 +57,7 @@ class SweepSummary(Callback):
         print(table_text(rows))
         from mbdef.report.cli import build_report
 
-        rep = build_report([sweep_dir], sweep_dir / "report")
+        rep = build_report([sweep_dir], sweep_dir / "report", runs=runs)
         if rep["unfinished"]:
             print(f"{len(rep['unfinished'])} job(s) did not finish; re-run the same command to resume them:")
             print("\n".join(f"  {u}" for u in rep["unfinished"]))

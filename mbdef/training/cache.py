@@ -72,10 +72,6 @@ class Stage1Cache:
     def path(self, key: str) -> Path | None:
         return self.root / key if self.root else None
 
-    def hit(self, key: str) -> Path | None:
-        p = self.path(key)
-        return p if p is not None and (p / "stage.json").is_file() else None
-
     def lock(self, key: str) -> FileLock | None:
         if not self.root:
             return None
