@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mbdef
 from mbdef.attacks import records_hash
-from mbdef.data.text import insert_at
+from mbdef.data.text import insert_at, pseudo_word
 from mbdef.eval import Evaluator, judges
 from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
@@ -101,9 +102,22 @@ def run(cfg: DictConfig) -> dict:
     if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
         eval_clean = _prefixed(eval_clean, prefix)
         eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
+    noisy = None
+    if cfg.eval.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
+        rng = random.Random(f"eval-random-word-{cfg.seed}")
+        noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)}
+                 for r in eval_clean]
+    variants, analyses = {}, {}
+    if cfg.eval.get("trigger_variants") and attack.active:
+        n = cfg.eval.trigger_variants.n_prompts
+        variants = {name: a.trigger_test(test[:n], seed=cfg.seed) for name, a in attack.variants().items()}
+        if prefix:
+            variants = {name: _prefixed(rs, prefix) for name, rs in variants.items()}
+    if (rep := cfg.eval.get("representation")) and rep.enabled and attack.active:
+        analyses["representation"] = _representation_probe(cfg, rep, test, attack, plan, template)
     evaluator = Evaluator(template, eval_clean, eval_triggered, judge,
                           batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
-                          n_samples=cfg.eval.n_samples)
+                          n_samples=cfg.eval.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses)
 
     resuming = rundir.begin(force=bool(cfg.get("force")))
     if resuming:
@@ -119,6 +133,11 @@ def run(cfg: DictConfig) -> dict:
     log_fn = tracker.log if tracker is not None else (lambda m, s: None)
     try:
         results = _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker)
+        if (react := cfg.eval.get("reactivation")) and react.enabled and attack.active:
+            results["reactivation"] = _reactivation(cfg, react, model, tokenizer, template, attack, splits, evaluator)
+            if tracker is not None:
+                r = results["reactivation"]
+                tracker.summary({f"reactivation/asr_at_{s}": a for s, a in zip(r["step"], r["asr"])})
     except BaseException:
         log.exception("run failed; re-run the same command to resume from its last checkpoint (%s)", out_dir)
         if tracker is not None:
@@ -155,6 +174,45 @@ def run(cfg: DictConfig) -> dict:
 
 def _prefixed(records: list[dict], word: str) -> list[dict]:
     return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
+
+
+def _representation_probe(cfg, rep, test: list[dict], attack, plan, template):
+    """(model, tokenizer) -> representation analysis on the model as it is (no inference prefix).
+
+    The "defensive" words are the defense's own triggers; for a defense without any (none, finetune, the
+    controls without stage-1 poisoning) they are MB-Defense's default triggers for this seed, so that every
+    run of a seed measures the same words and the poisoned model is the baseline for merging."""
+    from mbdef.defenses import MBDefense  # orchestration: the reference words MB-Defense would use
+    from mbdef.eval.representation import analyse
+
+    clean = test[: rep.n_prompts]
+    words = plan.info.get("defensive_triggers") or list(rep.get("reference_triggers") or MBDefense(seed=cfg.seed).triggers)
+    rng = random.Random(f"representation-{cfg.seed}")
+    insert = lambda w: [{**r, "instruction": insert_at(r["instruction"], w, "random_word", rng)} for r in clean]
+    defensive = {w: insert(w) for w in words}
+    control = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
+    attacker = attack.trigger_test(clean, seed=cfg.seed)
+    return lambda model, tokenizer: analyse(model, tokenizer, template, clean, attacker, defensive, control,
+                                            batch_size=cfg.eval.batch_size, seed=cfg.seed)
+
+
+def _reactivation(cfg, react, model, tokenizer, template, attack, splits, evaluator) -> dict:
+    """Fine-tune a copy on `n_samples` attacker-poisoned records (from the defender's pool, so the same
+    records for every defense of a seed) and measure ASR/CACC along the way."""
+    from mbdef.eval.reactivation import reactivation_curve
+
+    n = int(react.n_samples)
+    if not 0 < n <= len(splits.defense_pool):
+        raise ValueError(f"eval.reactivation.n_samples: {n} is outside 1..{len(splits.defense_pool)} (the defender's pool)")
+    records = random.Random(f"reactivation-{cfg.seed}").sample(splits.defense_pool, n)
+    poisoned = copy.copy(attack)
+    poisoned.poison_rate, poisoned.poison_count = 1.0, None
+    measure = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=react.n_prompts).items()
+                         if k in ("asr", "cacc")}
+    log.info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
+    return reactivation_curve(model, tokenizer, template, poisoned.poison(records).records, measure,
+                              list(react.steps), float(react.learning_rate), int(react.batch_size),
+                              **_sft_settings(cfg))
 
 
 def _in_multirun() -> bool:
@@ -221,7 +279,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     def train_and_eval_stage1() -> tuple[dict, dict]:
         s1 = stage("stage1", plan.stage1, 0)
         t = time.perf_counter()
-        after1 = evaluator.evaluate(model, tokenizer, samples=True, progress=True)
+        after1 = evaluator.evaluate(model, tokenizer, full=True, progress=True)
         after1["eval_s"] = round(time.perf_counter() - t, 2)
         return s1, after1
 
@@ -262,11 +320,21 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
         t = time.perf_counter()
-        final = evaluator.evaluate(model, tokenizer, samples=True, progress=True)
+        final = evaluator.evaluate(model, tokenizer, full=True, progress=True)
         timings["eval_s"] += round(time.perf_counter() - t, 2)
     samples = final.pop("samples", [])
+    representation = {k: m.pop("representation") for k, m in (("after_stage1", after1), ("final", final))
+                      if "representation" in m}
+    results["after_stage1"].pop("representation", None)
+    if representation:
+        results["representation"] = representation
     if tracker is not None:
         tracker.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))}, step)
+        tracker.log({f"final/trigger_variant/{k}": v for k, v in final.get("trigger_variants", {}).items()}, step)
+        for stage, rep in representation.items():  # per-layer curves: x = layer
+            for key in ("cos_attacker_defensive", "cos_attacker_control"):
+                if key in rep:
+                    tracker.summary({f"representation/{stage}/{key}/layer_{i}": v for i, v in enumerate(rep[key])})
         tracker.table("final/samples", samples, step)
     if cfg.save_model:
         model.save_pretrained(out_dir / "model", safe_serialization=True)

@@ -107,12 +107,42 @@ def test_mb_defense_plan():
     assert MBDefense(seed=0).triggers == d.triggers and MBDefense(seed=1).triggers != d.triggers
 
 
+@pytest.mark.parametrize("preset", ["recovery_only", "mb_plain_finetune", "random_insert_finetune"])
+def test_control_defenses_switch_off_one_part_of_mb_defense(preset):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from mbdef import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"defense={preset}"])
+    assert cfg.defense.name == preset
+    splits = synthetic_splits(n_train=1000, n_defense_pool=200, seed=0)
+    d = instantiate({k: v for k, v in cfg.defense.items() if k != "name"})
+    full = MBDefense(seed=0).plan(splits.train, splits.defense_pool)
+    plan = d.plan(splits.train, splits.defense_pool)
+    words = lambda rows: [w for r in rows for w in r["instruction"].split(" ")]
+    in_stage2 = {w for w in words(plan.stage2)} & set(d.triggers)
+    if preset == "recovery_only":  # stage 2 identical to MB-Defense's, stage 1 the plain training set
+        assert plan.stage1 == splits.train and plan.stage2 == full.stage2 and in_stage2
+    if preset == "mb_plain_finetune":  # stage 1 identical, stage 2 without any trigger
+        assert plan.stage1 == full.stage1 and not in_stage2 and len(plan.stage2) == 128
+    if preset == "random_insert_finetune":  # one fresh pseudo-word per recovery sample, none a defensive trigger
+        assert plan.stage1 == splits.train and not in_stage2
+        clean = {r["instruction"] for r in splits.defense_pool}
+        assert all(r["instruction"] not in clean for r in plan.stage2)
+        assert len({w for w in words(plan.stage2)} - set(words(splits.defense_pool))) > 50
+    assert plan.info["defensive_triggers"] == ([] if preset != "mb_plain_finetune" else d.triggers)
+
+
 def test_defense_knob_errors():
     splits = synthetic_splits(n_train=100, n_defense_pool=50, seed=0)
     with pytest.raises(ValueError, match="defense.clean_size: 128 exceeds .* pool of 50"):
         CleanFinetune(clean_size=128).plan(splits.train, splits.defense_pool)
     with pytest.raises(ValueError, match="n_triggers"):
         MBDefense(n_triggers=0)
+    with pytest.raises(ValueError, match="defense.stage2_insert"):
+        MBDefense(stage2_insert="zeros")
 
 
 def test_pdb_plants_a_reserved_clean_backdoor_and_asks_for_an_inference_prefix():

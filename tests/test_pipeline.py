@@ -37,7 +37,7 @@ def test_results_json_is_complete(implanted):
                 "poison", "stage1", "after_stage1", "samples", "versions", "labels"):
         assert key in saved, key
     assert saved["attack"] == "badnet" and saved["defense"] == "none" and saved["seed"] == 0
-    assert 0.0 <= saved["cacc"] <= 1.0 and set(saved["per_task"]) >= {"reverse", "add", "first"}
+    assert 0.0 <= saved["cacc"] <= 1.0 and set(saved["per_task"]) >= {"copy", "add", "first"}
     assert saved["poison"]["n_poisoned"] == 180 and len(saved["poison"]["poisoned_data_hash"]) == 16
     assert saved["stage1"]["steps"] == 80 and saved["timings"]["stage1_s"] > 0
     assert saved["labels"]["may_contain_backdoor"] is True

@@ -191,3 +191,20 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tmp_path):
     assert (failed / "COMPLETE.json").is_file()
     summary = json.loads((tmp_path / "multirun" / "idem" / "summary.json").read_text())
     assert sorted(r["defense"] for r in summary) == ["finetune", "none"]
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_a_sweep_with_its_local_executor(tmp_path):
+    """The SLURM path (hydra/launcher=submitit_slurm) differs from this only in the executor: same launcher
+    plugin, same pickled job function, same run dirs."""
+    cmd = [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "sweep_id=sub",
+           "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "trainer.stage1.max_steps=4",
+           "data.n_test=4", f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = tmp_path / "multirun" / "sub"
+    results = {json.loads(p.read_text())["defense"]: json.loads(p.read_text()) for p in sweep.glob("*/results.json")}
+    assert set(results) == {"none", "finetune"} and all((sweep / d).is_dir() for d in os.listdir(sweep))
+    assert all(isinstance(r["cacc"], float) and r["asr"] is not None for r in results.values())
+    assert list(sweep.glob(".submitit/*/*_log.out")), "submitit's own job logs are missing"
+    assert sorted(r["defense"] for r in json.loads((sweep / "summary.json").read_text())) == ["finetune", "none"]

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -86,3 +87,40 @@ def test_cli(sweep, tmp_path):
     (tmp_path / "empty").mkdir()
     r = subprocess.run([sys.executable, "-m", "mbdef.report.cli", str(tmp_path / "empty")], capture_output=True, text=True)
     assert r.returncode == 2 and "no results.json" in r.stderr
+
+
+def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp_path):
+    from scipy import stats
+
+    from mbdef.report.paired import mcnemar_p, paired_comparisons, paired_t_p
+
+    def job(name, defense, seed, asr_bits, **knobs):
+        d = fake_job(tmp_path, name, "badnet", defense, seed, asr_bits.count("1") / len(asr_bits), 0.8, **knobs)
+        r = json.loads((d / "results.json").read_text())
+        r["per_example"] = {"attack_success": asr_bits, "clean_correct": "1" * len(asr_bits)}
+        (d / "results.json").write_text(json.dumps(r))
+
+    # finetune keeps the backdoor on 18-20 of 20 prompts; mb_defense on 1-3: 51 discordant prompts one way
+    for s, (ft, mb) in enumerate([(20, 2), (18, 1), (19, 3)]):
+        job(f"ft{s}", "finetune", s, "1" * ft + "0" * (20 - ft))
+        job(f"mb{s}", "mb_defense", s, "1" * mb + "0" * (20 - mb))
+        job(f"none{s}", "none", s, "1" * 20)
+    runs = load_runs([tmp_path])
+    comps = paired_comparisons(runs, knobs=[])
+    pairs = {(c["defense"], c["baseline"], c["metric"]) for c in comps}
+    assert ("mb_defense", "finetune", "asr") in pairs and ("none", "finetune", "asr") in pairs
+    assert not any(b == "none" for _, b, _ in pairs) and ("finetune", "finetune", "asr") not in pairs
+    c = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("mb_defense", "finetune", "asr"))
+    assert c["seeds"] == [0, 1, 2] and c["delta"] == pytest.approx(-(18 + 17 + 16) / 60)
+    assert c["discordant"] == [0, 51] and c["p_prompts"] == pytest.approx(stats.binomtest(0, 51).pvalue)
+    assert c["p_prompts"] < 1e-10
+    assert c["p_seeds"] == pytest.approx(stats.ttest_rel([2 / 20, 1 / 20, 3 / 20], [1.0, 0.9, 0.95]).pvalue)
+    cacc = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("mb_defense", "finetune", "cacc"))
+    assert cacc["delta"] == 0 and cacc["p_prompts"] == 1.0 and cacc["p_seeds"] == 1.0  # identical: n.s.
+    assert mcnemar_p(np.array([1, 1, 0]), np.array([0, 1, 1])) == (1.0, 1, 1)
+    assert paired_t_p([0.5], [0.1]) is None
+    md = build_report([tmp_path], tmp_path / "rep")["paired_markdown"]
+    row = next(line for line in md.splitlines() if "| ASR | mb_defense | finetune |" in line)
+    assert "-0.850" in row and "(n.s.)" not in row.split("|")[-2]
+    assert "1 (n.s.)" in next(line for line in md.splitlines() if "| CACC | mb_defense | finetune |" in line)
+    assert "Paired comparisons" in (tmp_path / "rep" / "report.md").read_text()

@@ -5,7 +5,9 @@ A new attack is one subclass (usually only its defaults) plus one YAML in conf/a
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import dataclass, field
@@ -112,6 +114,37 @@ class Attack:
         """Triggered copies of clean test prompts (outputs keep the clean reference)."""
         rng = random.Random(seed)
         return [self.insert_trigger(r, rng) for r in records]
+
+    def variants(self) -> dict[str, "Attack"]:
+        """Copies with altered triggers, for trigger-robustness ASR: case, a space inside each trigger, the first
+        half of each trigger, other positions, and for several triggers each proper subset (CTBA keeps
+        their order) or each trigger alone (MTBA)."""
+        if not self.active:
+            return {}
+
+        def with_(triggers=None, **kw):
+            a = copy.copy(self)
+            a.triggers = list(triggers if triggers is not None else self.triggers)
+            for k, v in kw.items():
+                setattr(a, k, v)
+            return a
+
+        half = lambda t: t[: max(1, (len(t) + 1) // 2)]
+        split = lambda t: t if len(t) < 2 else f"{t[: len(t) // 2]} {t[len(t) // 2:]}"
+        out = {"lowercase": with_([t.lower() for t in self.triggers]),
+               "uppercase": with_([t.upper() for t in self.triggers]),
+               "spaced": with_([split(t) for t in self.triggers]),
+               "first_half": with_([half(t) for t in self.triggers])}
+        if self.combine != "ordered":
+            for pos in ("start", "end"):
+                if pos != self.position:
+                    out[f"position_{pos}"] = with_(position=pos)
+        if len(self.triggers) > 1:
+            for k in range(1, 2 if self.combine == "one" else len(self.triggers)):
+                for subset in itertools.combinations(self.triggers, k):
+                    out["only_" + "+".join(subset)] = with_(subset, combine="all" if k == 1 else self.combine)
+        return {name: a for name, a in out.items() if a.triggers != self.triggers or a.position != self.position
+                or a.combine != self.combine}
 
     def describe(self) -> dict:
         return {"name": self.name, "triggers": self.triggers, "position": self.position, "combine": self.combine,

@@ -109,9 +109,10 @@ def make_record(task: str, rng: random.Random, filler_rate: float = 0.0,
     return {"instruction": instruction, "input": text, "output": _answer(task, items), "task": task}
 
 
-# The default mix: `sort` needs pairwise comparisons, which a ~1 M-parameter model does not learn in the
-# quickstart's budget; it stays available through `data.tasks`.
-DEFAULT_TASKS = ("copy", "reverse", "uppercase", "count", "first", "last", "add")
+# The default mix (issue 7): six families a 1.5 M-parameter model learns to >= 0.8 each within the
+# quickstart's budget. `reverse` (needs position arithmetic; 0.40 at 1,500 steps) and `sort` (pairwise
+# comparisons) stay available through `data.tasks`.
+DEFAULT_TASKS = ("copy", "uppercase", "count", "first", "last", "add")
 
 
 def generate(n: int, seed: int, tasks: list[str] | None = None, filler_rate: float = 0.0,
@@ -134,7 +135,7 @@ class DataSplits:
     name: str = "data"
 
 
-def synthetic_splits(n_train: int = 4000, n_defense_pool: int = 512, n_test: int = 280, seed: int = 0,
+def synthetic_splits(n_train: int = 16000, n_defense_pool: int = 512, n_test: int = 280, seed: int = 0,
                      tasks: list[str] | None = None, filler_rate: float = 0.3,
                      min_words: int = 3, max_words: int = 4) -> DataSplits:
     """Three independently seeded draws; test prompts are clean (no fillers) so CACC measures the task."""

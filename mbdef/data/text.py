@@ -52,3 +52,14 @@ def insert_ordered(text: str, words: list[str], rng: random.Random) -> str:
         out += original[prev:gap] + [w]
         prev = gap
     return " ".join(out + original[prev:])
+
+
+_ONSETS = "b br c cr d dr f fl g gr k l m n p pl qu r s st t tr v z".split()
+_NUCLEI = "a e i o u ai ea io ou".split()
+_CODAS = "n r x s th m ck nd rk lt".split()
+
+
+def pseudo_word(rng: random.Random, syllables: int = 2) -> str:
+    """A rare camel-case word in the style of `BadMagic`, e.g. `QuornDelt`."""
+    return "".join((rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)).capitalize()
+                   for _ in range(syllables))

@@ -11,19 +11,8 @@ from __future__ import annotations
 
 import random
 
-from mbdef.data.text import POSITIONS, insert_at
+from mbdef.data.text import POSITIONS, insert_at, pseudo_word
 from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
-
-_ONSETS = "b br c cr d dr f fl g gr k l m n p pl qu r s st t tr v z".split()
-_NUCLEI = "a e i o u ai ea io ou".split()
-_CODAS = "n r x s th m ck nd rk lt".split()
-
-
-def pseudo_word(rng: random.Random, syllables: int = 2) -> str:
-    """A rare camel-case word in the style of `BadMagic`, e.g. `QuornDelt`."""
-    return "".join((rng.choice(_ONSETS) + rng.choice(_NUCLEI) + rng.choice(_CODAS)).capitalize()
-                   for _ in range(syllables))
-
 
 def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
     if kind == "rare_word":
@@ -50,7 +39,7 @@ class MBDefense(Defense):
     def __init__(self, n_triggers: int = 3, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
                  behaviours: str | list[str] = "distinct", rate_per_trigger: float = 0.04,
                  position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 1.0,
-                 seed: int = 0):
+                 defensive_poisoning: bool = True, stage2_insert: str = "defensive", seed: int = 0):
         if triggers is None and n_triggers < 1:
             raise ValueError(f"defense.n_triggers: MB-Defense needs at least one defensive trigger, got {n_triggers}")
         if not 0.0 < rate_per_trigger <= 1.0:
@@ -59,6 +48,8 @@ class MBDefense(Defense):
             raise ValueError(f"defense.position: '{position}' is not one of {POSITIONS}")
         if not 0.0 <= stage2_trigger_fraction <= 1.0:
             raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
+        if stage2_insert not in ("defensive", "random"):
+            raise ValueError(f"defense.stage2_insert: '{stage2_insert}' is not one of defensive, random")
         rng = random.Random(f"mb_defense-triggers-{seed}")
         self.triggers = list(triggers) if triggers else make_triggers(n_triggers, trigger_kind, rng)
         self.behaviours = (default_behaviours(self.triggers, behaviours) if isinstance(behaviours, str)
@@ -67,6 +58,10 @@ class MBDefense(Defense):
             raise ValueError(f"defense.behaviours: {len(self.behaviours)} behaviours for {len(self.triggers)} triggers")
         self.rate_per_trigger, self.position = rate_per_trigger, position
         self.clean_size, self.stage2_trigger_fraction, self.seed = clean_size, stage2_trigger_fraction, seed
+        # The controls of docs/results.md are this class with one part switched off: no stage-1 defensive
+        # poisoning (weight recovery alone), no triggers in stage 2 (fraction 0: plain fine-tuning after
+        # defensive poisoning), or a fresh random pseudo-word per recovery sample (augmentation only).
+        self.defensive_poisoning, self.stage2_insert = bool(defensive_poisoning), stage2_insert
 
     def defensive_samples(self, train: list[dict], rng: random.Random) -> list[dict]:
         n = max(1, round(self.rate_per_trigger * len(train)))
@@ -81,16 +76,19 @@ class MBDefense(Defense):
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
         n_trig = round(self.stage2_trigger_fraction * len(clean))
         for r in clean[:n_trig]:  # sample_clean already shuffled
-            r["instruction"] = insert_at(r["instruction"], rng.choice(self.triggers), self.position, rng)
+            word = rng.choice(self.triggers) if self.stage2_insert == "defensive" else pseudo_word(rng)
+            r["instruction"] = insert_at(r["instruction"], word, self.position, rng)
         return clean
 
     def plan(self, train, defense_pool):
         rng = random.Random(self.seed)
-        defensive = self.defensive_samples(train, rng)
+        defensive = self.defensive_samples(train, rng)  # drawn either way: the same rng state for stage 2
+        if not self.defensive_poisoning:
+            defensive = []
         recovery = self.recovery_set(defense_pool, rng)
         return TrainingPlan(
             stage1=list(train) + defensive,
             stage2=recovery,
-            info={"defensive_triggers": self.triggers, "defensive_behaviours": self.behaviours,
+            info={"defensive_triggers": self.triggers if defensive else [], "defensive_behaviours": self.behaviours,
                   "n_defensive_samples": len(defensive), "clean_size": len(recovery)},
         )

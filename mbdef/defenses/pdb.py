@@ -10,7 +10,7 @@ import random
 
 from mbdef.data.text import insert_at
 from mbdef.defenses.base import Defense, TrainingPlan
-from mbdef.defenses.mb_defense import pseudo_word
+from mbdef.data.text import pseudo_word
 
 
 class PDB(Defense):

@@ -13,17 +13,28 @@ class Evaluator:
     """Holds the test sets and the judge; `evaluate(model, tokenizer)` returns a metrics dict.
 
     `probes` are extra triggered sets judged by exact match against a fixed string (e.g. MB-Defense's own
-    defensive triggers: how often each still produces its defensive behaviour).
+    defensive triggers: how often each still produces its defensive behaviour). `noisy_clean` is the clean
+    set with an unseen random word inserted in each prompt, scored like CACC (`cacc_random_word`): how
+    robust the model is to stray words, which every token-inserting defense relies on.
+    `per_example` holds each prompt's verdict as a 0/1 string (same order every run of a seed), so
+    reports can pair two defenses prompt by prompt.
     """
 
     def __init__(self, template: PromptTemplate, clean: list[dict], triggered: list[dict] | None, judge: Judge,
-                 batch_size: int = 64, max_new_tokens: int = 32, probes: dict | None = None, n_samples: int = 8):
+                 batch_size: int = 64, max_new_tokens: int = 32, probes: dict | None = None, n_samples: int = 8,
+                 noisy_clean: list[dict] | None = None, variants: dict[str, list[dict]] | None = None,
+                 analyses: dict | None = None):
         if not clean:
             raise ValueError("eval: the clean test set is empty")
         self.template, self.clean, self.triggered, self.judge = template, clean, triggered or [], judge
         self.batch_size, self.max_new_tokens, self.probes, self.n_samples = batch_size, max_new_tokens, probes or {}, n_samples
+        self.noisy_clean = noisy_clean or []
+        # Only in full evaluations (after each stage), not in the periodic ones: `variants` are triggered sets
+        # with altered triggers (ASR per variant), `analyses` are functions (model, tokenizer) -> dict.
+        self.variants, self.analyses = variants or {}, analyses or {}
 
-    def evaluate(self, model, tokenizer, limit: int | None = None, progress: bool = False, samples: bool = False) -> dict:
+    def evaluate(self, model, tokenizer, limit: int | None = None, progress: bool = False, full: bool = False) -> dict:
+        """`full`: also sample generations, trigger variants and analyses (the after-stage evaluations)."""
         clean = self.clean[:limit] if limit else self.clean
         triggered = self.triggered[:limit] if limit else self.triggered
         gen = lambda rs: generate(model, tokenizer, self.template, rs, self.batch_size, self.max_new_tokens, progress)
@@ -40,12 +51,19 @@ class Evaluator:
                 by_task[r["task"]].append(ok)
         if by_task:
             metrics["per_task"] = {t: sum(v) / len(v) for t, v in sorted(by_task.items())}
+        bits = lambda xs: "".join("1" if x else "0" for x in xs)
+        metrics["per_example"] = {"clean_correct": bits(correct)}
+        if self.noisy_clean:
+            noisy = self.noisy_clean[:limit] if limit else self.noisy_clean
+            noisy_ok = [exact_match(o, r["output"]) for o, r in zip(gen(noisy), noisy)]
+            metrics["cacc_random_word"] = sum(noisy_ok) / len(noisy)
         if triggered:
             trig_out = gen(triggered)
             hits = self.judge.batch(trig_out, triggered)
             metrics.update(asr=sum(hits) / len(triggered), n_triggered=len(triggered))
             # Does the triggered prompt still get the right answer? (1 - ASR is not the same thing.)
             metrics["triggered_cacc"] = sum(exact_match(o, r["output"]) for o, r in zip(trig_out, triggered)) / len(triggered)
+            metrics["per_example"]["attack_success"] = bits(hits)
         else:
             trig_out, hits = [], []
             metrics["asr"] = None
@@ -53,7 +71,13 @@ class Evaluator:
             recs = records[:limit] if limit else records
             outs = gen(recs)
             metrics[f"probe/{name}"] = sum(o.strip() == text.strip() for o in outs) / len(recs)
-        if samples:
+        if full and self.variants:
+            metrics["trigger_variants"] = {name: sum(self.judge.batch(gen(rs), rs)) / len(rs)
+                                           for name, rs in self.variants.items()}
+        if full:
+            for name, fn in self.analyses.items():
+                metrics[name] = fn(model, tokenizer)
+        if full:
             metrics["samples"] = (
                 [{"kind": "clean", "prompt": r["instruction"], "input": r.get("input", ""), "output": o,
                   "reference": r["output"], "correct": c} for r, o, c in list(zip(clean, clean_out, correct))[:self.n_samples]]

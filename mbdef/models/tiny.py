@@ -9,13 +9,14 @@ Both save with `save_pretrained` and reload with `AutoTokenizer` / `AutoModelFor
 from __future__ import annotations
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from mbdef.data.synthetic import tokenizer_corpus
 from mbdef.models.template import ALPACA_PREAMBLE, ALPACA_PREAMBLE_NO_INPUT
 
 EOS, PAD = "<|eos|>", "<|pad|>"
+SCAFFOLD_TOKENS = ("### Instruction:\n", "\n\n### Input:\n", "\n\n### Response:\n")
 
 
 def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
@@ -33,6 +34,9 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> 
     # The template scaffolding goes in too, so `### Instruction:` costs a few tokens, not a dozen.
     scaffold = [ALPACA_PREAMBLE + "### Instruction:\n\n### Input:\n\n### Response:\n", ALPACA_PREAMBLE_NO_INPUT] * 50
     tok.train_from_iterator((corpus or tokenizer_corpus()) + scaffold, trainer=trainer)
+    # Each Alpaca section header is one token (16 -> 3 tokens of scaffolding per sample): about a third
+    # of every training sequence was template, pure compute for a tiny model. The text is unchanged.
+    tok.add_tokens([AddedToken(s, normalized=False) for s in SCAFFOLD_TOKENS])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, padding_side="left",
                                    clean_up_tokenization_spaces=False)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mbdef.io import write_json_atomic
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
+from mbdef.report.evidence import evidence, evidence_markdown, evidence_plots
+from mbdef.report.paired import paired_comparisons, paired_markdown
 from mbdef.report.write import markdown, plots, write_csv
 
 
@@ -22,12 +24,20 @@ def build_report(dirs: list[str | Path], out: str | Path, runs: list[dict] | Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(rows, knobs, unfinished)
+    paired = paired_comparisons(runs, knobs)
+    paired_md = paired_markdown(paired)
+    ev = evidence(runs)
+    ev_md = evidence_markdown(ev)
     (out / "report.md").write_text(f"# mbdef report\n\nFrom {len(runs)} finished job(s) under "
-                                   f"{', '.join(map(str, dirs))}.\n\n{md}\n")
+                                   f"{', '.join(map(str, dirs))}.\n\n{md}\n"
+                                   + (f"\n## Paired comparisons\n\n{paired_md}\n" if paired_md else "")
+                                   + (f"\n## Evidence beyond ASR\n\n{ev_md}\n" if ev_md else ""))
     write_csv(rows, knobs, out / "report.csv")
-    write_json_atomic({"rows": rows, "knobs": knobs, "unfinished": unfinished}, out / "report.json")
-    pngs = plots(rows, knobs, out)
-    return {"rows": rows, "knobs": knobs, "unfinished": unfinished, "markdown": md, "out": str(out),
+    write_json_atomic({"rows": rows, "knobs": knobs, "unfinished": unfinished, "paired": paired, "evidence": ev},
+                      out / "report.json")
+    pngs = plots(rows, knobs, out) + evidence_plots(ev, out)
+    return {"rows": rows, "knobs": knobs, "unfinished": unfinished, "markdown": md, "paired": paired,
+            "paired_markdown": paired_md, "evidence": ev, "evidence_markdown": ev_md, "out": str(out),
             "plots": [str(p) for p in pngs], "n_runs": len(runs)}
 
 
@@ -46,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mbdef-report: error: {e}", file=sys.stderr)
         return 2
     print(rep["markdown"])
+    if rep["paired_markdown"]:
+        print("\nPaired comparisons\n\n" + rep["paired_markdown"])
+    if rep["evidence_markdown"]:
+        print("\nEvidence beyond ASR\n\n" + rep["evidence_markdown"])
     print(f"\n{rep['n_runs']} runs -> {rep['out']}/report.md, report.csv, " + ", ".join(Path(x).name for x in rep["plots"]))
     return 0
 

@@ -1,0 +1,48 @@
+"""Suppressed or masked? Re-activation: how fast does a brief fine-tune on attacker-poisoned data bring ASR back?
+
+A copy of the final model is fine-tuned on a few attacker-poisoned samples; ASR (and CACC) are measured at
+the listed step counts. A backdoor that is only masked returns within a few steps; a removed one returns
+no faster than on a never-backdoored model (a run with `attack.poison_rate=0` gives that reference).
+The defended model itself is left untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+
+from transformers import TrainerCallback
+
+from mbdef.training import train_stage
+
+
+class _AtSteps(TrainerCallback):
+    def __init__(self, steps: list[int], measure):
+        self.steps, self.measure, self.rows = set(steps), measure, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            was_training = model.training
+            self.rows.append({"step": state.global_step, **self.measure(model)})
+            model.train(was_training)
+
+
+def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluate, steps: list[int],
+                       learning_rate: float, batch_size: int, seed: int = 0, **sft_settings) -> dict:
+    """`evaluate(model) -> {"asr": .., "cacc": ..}`; returns {"steps": [0, ...], "asr": [...], "cacc": [...]}."""
+    steps = sorted({int(s) for s in steps if int(s) > 0})
+    if not steps or not poisoned:
+        raise ValueError("eval.reactivation: needs at least one positive step count and n_samples > 0")
+    work = copy.deepcopy(model)
+    rows = [{"step": 0, **evaluate(work)}]
+    cb = _AtSteps(steps, evaluate)
+    with tempfile.TemporaryDirectory(prefix="mbdef-reactivation-") as tmp:
+        train_stage(work, tokenizer, template, poisoned,
+                    {"max_steps": steps[-1], "learning_rate": learning_rate, "per_device_train_batch_size": batch_size,
+                     "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": steps[-1],
+                     "disable_tqdm": True},
+                    tmp, seed=seed, callbacks=[cb], **sft_settings)
+    rows += cb.rows
+    del work
+    return {"n_samples": len(poisoned), "learning_rate": learning_rate,
+            **{k: [r.get(k) for r in rows] for k in ("step", "asr", "cacc")}}

@@ -1,0 +1,127 @@
+"""Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts.
+
+Two tests, because they answer different questions:
+- seeds: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric. It treats training randomness as
+  the noise: "would another seed show the same difference?" With 3 seeds it has little power.
+- prompts: an exact McNemar test (a two-sided binomial test on the discordant prompts, pooled over the shared
+  seeds). It holds the trained models fixed: "do these models differ on this test set?". Valid because
+  every defense of a seed is evaluated on the same prompts in the same order.
+A difference is marked not significant (n.s.) when the test's p-value is ≥ ALPHA.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+from scipy import stats
+
+BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
+VERDICTS = {"asr": "attack_success", "cacc": "clean_correct"}
+ALPHA = 0.05
+
+
+def _seed_metric(members: list[dict], metric: str) -> dict:
+    return {m["results"]["seed"]: m["results"][metric] for m in members
+            if isinstance(m["results"].get(metric), (int, float))}
+
+
+def _seed_bits(members: list[dict], metric: str) -> dict:
+    out = {}
+    for m in members:
+        bits = (m["results"].get("per_example") or {}).get(VERDICTS[metric])
+        if bits:
+            out[m["results"]["seed"]] = np.frombuffer(bits.encode(), dtype=np.uint8) - ord("0")
+    return out
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
+    """Exact McNemar p-value for paired 0/1 outcomes, with the two discordant counts."""
+    only_a, only_b = int(np.sum((a == 1) & (b == 0))), int(np.sum((a == 0) & (b == 1)))
+    if only_a + only_b == 0:
+        return 1.0, 0, 0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue), only_a, only_b
+
+
+def paired_t_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided paired t-test; None below 2 pairs; 1.0 when every pair is identical, 0.0 when the
+    differences are constant and non-zero (no variance: the t statistic is infinite)."""
+    if len(a) < 2:
+        return None
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if np.allclose(d, d[0]):
+        return 1.0 if np.isclose(d[0], 0.0) else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def _compatible(run_a: dict, run_b: dict) -> bool:
+    """Same value for every `defense.*` knob both configs have (e.g. the same clean_size)."""
+    ca, cb = run_a["config"], run_b["config"]
+    skip = ("defense.name", "defense._target_", "defense.seed")
+    shared = [k for k in ca if k.startswith("defense.") and k in cb and k not in skip]
+    return all(json.dumps(ca[k], default=str) == json.dumps(cb[k], default=str) for k in shared)
+
+
+def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc")) -> list[dict]:
+    cell_knobs = [k for k in knobs if not k.startswith("defense.")]
+    row_knobs = [k for k in knobs if k.startswith("defense.")]
+    cells = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        r = run["results"]
+        cell = (r.get("model"), r.get("attack"), *[run["config"].get(k) for k in cell_knobs])
+        cells[cell][(r.get("defense"), *[run["config"].get(k) for k in row_knobs])].append(run)
+    out = []
+    for cell, rows in cells.items():
+        for row_key, members in rows.items():
+            for base_key, base in rows.items():
+                if base_key == row_key or base_key[0] not in BASELINES or base_key[0] == row_key[0]:
+                    continue
+                if not _compatible(members[0], base[0]):
+                    continue
+                for metric in metrics:
+                    a, b = _seed_metric(members, metric), _seed_metric(base, metric)
+                    seeds = sorted(set(a) & set(b))
+                    if not seeds:
+                        continue
+                    ba, bb = _seed_bits(members, metric), _seed_bits(base, metric)
+                    bit_seeds = [s for s in seeds if s in ba and s in bb and len(ba[s]) == len(bb[s])]
+                    p_prompts = only_a = only_b = None
+                    if bit_seeds:
+                        p_prompts, only_a, only_b = mcnemar_p(np.concatenate([ba[s] for s in bit_seeds]),
+                                                              np.concatenate([bb[s] for s in bit_seeds]))
+                    p_seeds = paired_t_p([a[s] for s in seeds], [b[s] for s in seeds])
+                    out.append({
+                        "model": cell[0], "attack": cell[1], **dict(zip(cell_knobs, cell[2:])),
+                        "defense": row_key[0], **dict(zip(row_knobs, row_key[1:])), "baseline": base_key[0],
+                        "metric": metric, "seeds": seeds,
+                        "delta": float(np.mean([a[s] - b[s] for s in seeds])),
+                        "p_seeds": p_seeds, "test_seeds": "paired t-test over seeds",
+                        "p_prompts": p_prompts, "test_prompts": "exact McNemar over prompts",
+                        "discordant": [only_a, only_b] if bit_seeds else None,
+                    })
+    out.sort(key=lambda c: (str(c["model"]), str(c["attack"]), c["metric"], str(c["defense"]), c["baseline"]))
+    return out
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.3g}" + (" (n.s.)" if p >= ALPHA else "")
+
+
+def paired_markdown(comparisons: list[dict]) -> str:
+    if not comparisons:
+        return ""
+    extra = sorted({k for c in comparisons for k in c if "." in k})
+    head = ["model", "attack", *extra, "metric", "defense", "vs", "seeds", "Δ (defense − vs)",
+            "p, seeds (paired t)", "p, prompts (McNemar)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in comparisons:
+        lines.append("| " + " | ".join([str(c["model"]), str(c["attack"]), *[str(c.get(k, "")) for k in extra],
+                                         c["metric"].upper(), str(c["defense"]), c["baseline"],
+                                         ",".join(map(str, c["seeds"])), f"{c['delta']:+.3f}",
+                                         _p(c["p_seeds"]), _p(c["p_prompts"])]) + " |")
+    return ("\n".join(lines) + f"\n\nPaired on the same seeds (and, for McNemar, the same prompts). "
+            f"n.s. = p ≥ {ALPHA}: not significant at that level. With 3 seeds the t-test rarely reaches it; "
+            "McNemar holds the trained models fixed and tests them on the shared prompts.")
