@@ -61,7 +61,7 @@ def test_results_hold_per_example_verdicts_variants_representation_and_reactivat
     assert 0.0 <= results["cacc_random_word"] <= 1.0
 
 
-def test_reactivation_teaches_a_clean_model_the_backdoor_and_leaves_it_untouched():
+def test_reactivation_teaches_a_clean_model_the_backdoor_and_leaves_it_untouched(tmp_path):
     from mbdef.eval.reactivation import reactivation_curve
 
     model, tok = build_tiny(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
@@ -74,6 +74,10 @@ def test_reactivation_teaches_a_clean_model_the_backdoor_and_leaves_it_untouched
 
     ev = Evaluator(template, pool.test, triggered, judges.resolve("refusal"), max_new_tokens=12)
     measure = lambda m: {k: ev.evaluate(m, tok)[k] for k in ("asr", "cacc")}
+    from mbdef.training import train_stage
+
+    # a model a Trainer has already trained (as after stage 2): a deep copy of such a model did not learn
+    train_stage(model, tok, template, pool.test, {"max_steps": 2, "logging_steps": 1}, tmp_path / "t")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     curve = reactivation_curve(model, tok, template, poisoned, measure, [10, 60], learning_rate=3e-3, batch_size=8)
     assert curve["step"] == [0, 10, 60] and curve["asr"][0] == 0.0

@@ -3,12 +3,11 @@
 A copy of the final model is fine-tuned on a few attacker-poisoned samples; ASR (and CACC) are measured at
 the listed step counts. A backdoor that is only masked returns within a few steps; a removed one returns
 no faster than on a never-backdoored model (a run with `attack.poison_rate=0` gives that reference).
-The defended model itself is left untouched.
+The defended model's weights are restored afterwards.
 """
 
 from __future__ import annotations
 
-import copy
 import tempfile
 
 from transformers import TrainerCallback
@@ -33,16 +32,20 @@ def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluat
     steps = sorted({int(s) for s in steps if int(s) > 0})
     if not steps or not poisoned:
         raise ValueError("eval.reactivation: needs at least one positive step count and n_samples > 0")
-    work = copy.deepcopy(model)
-    rows = [{"step": 0, **evaluate(work)}]
+    # Train the model itself and put its weights back afterwards: a deep copy of a model that a Trainer has
+    # already trained did not learn at all (its curves came out flat), and a copy doubles accelerator memory.
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    rows = [{"step": 0, **evaluate(model)}]
     cb = _AtSteps(steps, evaluate)
-    with tempfile.TemporaryDirectory(prefix="mbdef-reactivation-") as tmp:
-        train_stage(work, tokenizer, template, poisoned,
-                    {"max_steps": steps[-1], "learning_rate": learning_rate, "per_device_train_batch_size": batch_size,
-                     "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": steps[-1],
-                     "disable_tqdm": True},
-                    tmp, seed=seed, callbacks=[cb], **sft_settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mbdef-reactivation-") as tmp:
+            train_stage(model, tokenizer, template, poisoned,
+                        {"max_steps": steps[-1], "learning_rate": learning_rate,
+                         "per_device_train_batch_size": batch_size, "lr_scheduler_type": "constant",
+                         "warmup_steps": 0, "logging_steps": steps[-1], "disable_tqdm": True},
+                        tmp, seed=seed, callbacks=[cb], **sft_settings)
+    finally:
+        model.load_state_dict(saved)
     rows += cb.rows
-    del work
     return {"n_samples": len(poisoned), "learning_rate": learning_rate,
             **{k: [r.get(k) for r in rows] for k in ("step", "asr", "cacc")}}
