@@ -9,7 +9,7 @@ TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-full bench clean
+.PHONY: help install run test test-full bench paper clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,8 +37,13 @@ test: install  ## default test suite (fast; slow tests skipped)
 test-full: install  ## every test, slow ones included
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: install  ## trainer overhead: SFTTrainer vs a plain PyTorch loop, same model and batches
+bench: install  ## trainer overhead (SFTTrainer vs a plain loop) and eval generation (batched vs per-example)
 	@$(PY) benchmarks/trainer_overhead.py --naive
+	@$(PY) benchmarks/eval_generation.py
+
+paper: install  ## the paper's main table on the embedded default (sweep, then experiments/paper_table.py)
+	@$(VENV)/bin/mbdef experiment=paper_refusal
+	@$(PY) experiments/paper_table.py outputs/multirun/paper_refusal --out outputs/multirun/paper_refusal/paper_table.md
 
 clean:  ## remove the virtualenv, outputs and caches
 	rm -rf $(VENV) outputs/* .pytest_cache wandb *.egg-info

@@ -23,12 +23,13 @@ import trl
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
-from mbdef.attacks import records_hash
+from mbdef.attacks import Poisoned, records_hash
 from mbdef.data.text import insert_at, pseudo_word
 from mbdef.eval import Evaluator, judges
 from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
 from mbdef.rundir import RunDir, config_hash
+from mbdef.training.sft import lora_config
 from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, sft_config, train_stage
 from mbdef.training.cache import load_snapshot, save_snapshot
 
@@ -49,6 +50,12 @@ def _sft_settings(cfg: DictConfig) -> dict:
     """Trainer settings shared by both stages (validation, training and the stage-1 cache key all use these)."""
     t = cfg.trainer
     return {"precision": t.precision, "seed": cfg.seed, "max_length": t.max_length, "padding_free": t.padding_free}
+
+
+def _lora(cfg: DictConfig) -> dict | None:
+    """`trainer.lora` (null = full fine-tuning); validated by building the peft config."""
+    lora = cfg.trainer.get("lora")
+    return OmegaConf.to_container(lora, resolve=True) if lora else None
 
 
 def _prepare_output_dir(cfg: DictConfig) -> Path:
@@ -80,9 +87,14 @@ def run(cfg: DictConfig) -> dict:
     splits = build(cfg.data)
     attack = build(cfg.attack)
     defense = build(cfg.defense)
-    poisoned = attack.poison(splits.train)
+    if splits.poisoned_indices and attack.active:
+        raise ValueError(f"attack={cfg.attack.name}: data '{splits.name}' is already poisoned; use attack=none")
+    poisoned = Poisoned(list(splits.train), splits.poisoned_indices) if splits.poisoned_indices else attack.poison(splits.train)
     plan = defense.plan(poisoned.records, splits.defense_pool)
-    judge = judges.resolve(cfg.eval.judge, attack.target)
+    judge_spec = cfg.eval.judge
+    if cfg.eval.judge.get("name") == "auto" and not attack.active and splits.judge:
+        judge_spec = splits.judge  # pre-poisoned data names the judge its target calls for
+    judge = judges.resolve(judge_spec, attack.target)
     n_test = cfg.eval.get("n_test")
     if n_test is not None and n_test < 1:
         raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
@@ -91,6 +103,8 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
         sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg))
+    if lora := _lora(cfg):
+        lora_config(lora)
     warnings = _trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
@@ -99,6 +113,8 @@ def run(cfg: DictConfig) -> dict:
         for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
             probes[f"defense_trigger_{i}"] = (_prefixed(test, trig), beh)
     eval_clean, eval_triggered = test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None
+    if splits.triggered_test:  # the data's own triggered prompts (pre-poisoned data)
+        eval_triggered = splits.triggered_test[:n_test] if n_test else splits.triggered_test
     if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
         eval_clean = _prefixed(eval_clean, prefix)
         eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
@@ -212,7 +228,7 @@ def _reactivation(cfg, react, model, tokenizer, template, attack, splits, evalua
     log.info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
     return reactivation_curve(model, tokenizer, template, poisoned.poison(records).records, measure,
                               list(react.steps), float(react.learning_rate), int(react.batch_size),
-                              **_sft_settings(cfg))
+                              lora=_lora(cfg), **_sft_settings(cfg))
 
 
 def _in_multirun() -> bool:
@@ -259,7 +275,8 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         if cfg.eval.periodic_every:
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
-                           callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), **_sft_settings(cfg))
+                           callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), lora=_lora(cfg),
+                           adapter_dir=out_dir / "adapters" / name, **_sft_settings(cfg))
 
     def replay(s1: dict) -> None:  # stage-1 curves into this job's W&B run when stage 1 was not trained here
         for row in s1.get("log_history", []):
@@ -286,7 +303,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     # Stage 1: this job's own finished stage 1 (a resumed job), else the shared cache, else train it.
     local1 = out_dir / "stage1_model"
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
-                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, **_sft_settings(cfg))
+                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, lora=_lora(cfg), **_sft_settings(cfg))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
     if (restored := restore_stage1(local1, "restored_from")) is not None:
         s1, after1 = restored

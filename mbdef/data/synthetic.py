@@ -13,7 +13,7 @@ trains on the same base data, so this is a property of the base model, not a def
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mbdef.data.text import insert_at
 
@@ -127,12 +127,18 @@ def generate(n: int, seed: int, tasks: list[str] | None = None, filler_rate: flo
 
 @dataclass
 class DataSplits:
-    """Training data (the attacker may poison it), the defender's small clean pool, and the test set."""
+    """Training data (the attacker may poison it), the defender's small clean pool, and the test set.
+
+    Pre-poisoned data (e.g. BackdoorLLM's files) carries its own `triggered_test` prompts, the indices of its
+    poisoned training rows and the judge its target calls for (`judge`); the attack is then `none`."""
 
     train: list[dict]
     defense_pool: list[dict]
     test: list[dict]
     name: str = "data"
+    triggered_test: list[dict] | None = None
+    poisoned_indices: list[int] = field(default_factory=list)
+    judge: str | None = None
 
 
 def synthetic_splits(n_train: int = 16000, n_defense_pool: int = 512, n_test: int = 280, seed: int = 0,

@@ -29,8 +29,20 @@ def resolve_dtype(dtype: str) -> torch.dtype:
         raise ModelError(f"model.build.dtype: '{dtype}' is not one of auto, float32, bfloat16, float16") from None
 
 
-def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "sdpa",
-                    trust_remote_code: bool = False, revision: str | None = None, allow_pickle: bool = False, **_):
+def resolve_attention(attn_implementation: str | None) -> str | None:
+    """`auto`: flash-attention 2 on a CUDA GPU when the flash_attn package is installed, else SDPA."""
+    if attn_implementation != "auto":
+        return attn_implementation
+    import importlib.util
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "auto",
+                    trust_remote_code: bool = False, revision: str | None = None, allow_pickle: bool = False,
+                    gradient_checkpointing: bool = False, **_):
     """(model, tokenizer) from a hub name or a local directory. Weights load from safetensors only: pickled
     checkpoints (`pytorch_model.bin`) can run code when unpickled, so they need `allow_pickle=true`."""
     if not name_or_path or name_or_path == "???":
@@ -60,9 +72,11 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
               "use_safetensors": None if allow_pickle else True}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    if attn := resolve_attention(attn_implementation):
+        kwargs["attn_implementation"] = attn
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if gradient_checkpointing:  # recompute activations in training: 7B full fine-tuning fits, at ~30 % more compute
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -55,11 +55,11 @@ def paired_t_p(a: list[float], b: list[float]) -> float | None:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
-def _compatible(run_a: dict, run_b: dict) -> bool:
-    """Same value for every `defense.*` knob both configs have (e.g. the same clean_size)."""
+def _compatible(run_a: dict, run_b: dict, knobs: list[str]) -> bool:
+    """Same value for every swept `defense.*` knob both configs have (e.g. the same clean_size in a clean-size
+    ablation). Knobs that are fixed per defense (a control's own settings) do not block the comparison."""
     ca, cb = run_a["config"], run_b["config"]
-    skip = ("defense.name", "defense._target_", "defense.seed")
-    shared = [k for k in ca if k.startswith("defense.") and k in cb and k not in skip]
+    shared = [k for k in knobs if k in ca and k in cb]
     return all(json.dumps(ca[k], default=str) == json.dumps(cb[k], default=str) for k in shared)
 
 
@@ -77,7 +77,7 @@ def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc
             for base_key, base in rows.items():
                 if base_key == row_key or base_key[0] not in BASELINES or base_key[0] == row_key[0]:
                     continue
-                if not _compatible(members[0], base[0]):
+                if not _compatible(members[0], base[0], row_knobs):
                     continue
                 for metric in metrics:
                     a, b = _seed_metric(members, metric), _seed_metric(base, metric)

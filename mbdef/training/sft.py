@@ -56,9 +56,25 @@ def to_dataset(records: list[dict], template: PromptTemplate) -> Dataset:
     return Dataset.from_list([template.training_example(r) for r in records])
 
 
+def lora_config(lora: dict):
+    """peft.LoraConfig from `trainer.lora` (r, alpha, dropout, target_modules)."""
+    from peft import LoraConfig
+
+    known = {"r", "alpha", "dropout", "target_modules", "bias"}
+    if unknown := sorted(set(lora) - known):
+        raise ValueError(f"trainer.lora: unknown key(s) {unknown}; known: {sorted(known)}")
+    if int(lora.get("r", 8)) < 1:
+        raise ValueError(f"trainer.lora.r: must be a positive rank, got {lora.get('r')}")
+    return LoraConfig(r=int(lora.get("r", 8)), lora_alpha=float(lora.get("alpha", 16)),
+                      lora_dropout=float(lora.get("dropout", 0.05)), bias=lora.get("bias", "none"),
+                      target_modules=list(lora["target_modules"]) if lora.get("target_modules") else "all-linear",
+                      task_type="CAUSAL_LM")
+
+
 def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
                 output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
-                padding_free: bool = False, callbacks: list | None = None, checkpoint_every: int | None = None) -> dict:
+                padding_free: bool = False, callbacks: list | None = None, checkpoint_every: int | None = None,
+                lora: dict | None = None, adapter_dir: str | Path | None = None) -> dict:
     """Train `model` in place on `records`; returns the trainer's log history and timing.
 
     With `checkpoint_every`, the trainer keeps its last checkpoint (weights, optimizer, scheduler, RNG
@@ -71,11 +87,18 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
     extra = {"save_strategy": "steps", "save_steps": int(checkpoint_every), "save_total_limit": 1} if checkpoint_every else {}
     args = sft_config({**extra, **stage_args}, output_dir, precision, seed, max_length, padding_free)
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
-                         processing_class=tokenizer, callbacks=callbacks or [])
+                         processing_class=tokenizer, callbacks=callbacks or [],
+                         peft_config=lora_config(lora) if lora else None)
     resume = get_last_checkpoint(str(output_dir)) if checkpoint_every and Path(output_dir).is_dir() else None
     start = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
+    if lora:
+        if adapter_dir:
+            trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
+        merged = trainer.model.merge_and_unload()
+        if merged is not model:  # peft edits the model in place; anything else would silently lose the stage
+            raise RuntimeError("peft merge_and_unload returned a different model object")
     if checkpoint_every:
         shutil.rmtree(output_dir, ignore_errors=True)
     return {"steps": trainer.state.global_step, "train_loss": out.training_loss, "seconds": round(seconds, 2),

@@ -1,0 +1,59 @@
+"""The paper's main table from a finished (or partial) sweep: attacks x defenses, ASR / CACC over seeds,
+and MB-Defense's paired tests against clean fine-tuning and the controls.
+
+    python experiments/paper_table.py outputs/multirun/paper_refusal [--out table.md]
+
+(`make paper` runs the paper_refusal sweep and then this.) Reads results.json files through mbdef's report
+code, so the numbers are the same as in `mbdef-report`'s report.md, only laid out as the paper does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
+from mbdef.report.paired import paired_comparisons
+
+DEFENSES = ("none", "finetune", "pdb", "recovery_only", "mb_plain_finetune", "random_insert_finetune", "mb_defense")
+
+
+def table(dirs: list[str]) -> str:
+    runs = load_runs(dirs)
+    if not runs:
+        raise SystemExit(f"no results.json under {', '.join(dirs)}")
+    rows, knobs = aggregate(runs)
+    cell = {(r["attack"], r["defense"]): r for r in rows}
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    defenses = [d for d in DEFENSES if any((a, d) in cell for a in attacks)]
+    defenses += sorted({r["defense"] for r in rows} - set(defenses))
+    fmt = lambda r: "–" if r is None or r.get("asr") is None else (
+        f"{r['asr']:.2f} / {r['cacc']:.2f}" + (f" (n={r['n']})" if r["n"] != 3 else ""))
+    out = ["ASR / CACC, mean over seeds (n = 3 unless noted)", "",
+           "| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
+    out += [f"| {a} | " + " | ".join(fmt(cell.get((a, d))) for d in defenses) + " |" for a in attacks]
+    comps = [c for c in paired_comparisons(runs, knobs) if c["defense"] == "mb_defense"]
+    if comps:
+        out += ["", "MB-Defense minus each baseline, paired by seed (t-test p) and by prompt (exact McNemar p)", "",
+                "| attack | metric | vs | Δ | p seeds | p prompts |", "|---|---|---|---|---|---|"]
+        p = lambda v: "–" if v is None else f"{v:.2g}" + ("" if v < 0.05 else " n.s.")
+        out += [f"| {c['attack']} | {c['metric'].upper()} | {c['baseline']} | {c['delta']:+.3f} | {p(c['p_seeds'])} | "
+                f"{p(c['p_prompts'])} |" for c in comps]
+    if missing := unfinished_jobs(dirs):
+        out += ["", f"{len(missing)} job(s) unfinished: " + ", ".join(Path(m).name for m in missing)]
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dirs", nargs="+")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    text = table(a.dirs)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Real-model path: a tiny model saved with save_pretrained, reloaded by path through model=hf, with LoRA."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mbdef.models import build_tiny
+from mbdef.run import run
+
+PRESETS = {"llama2_7b_chat": "meta-llama/Llama-2-7b-chat-hf", "llama3_8b_instruct": "meta-llama/Meta-Llama-3-8B-Instruct",
+           "qwen25_7b_instruct": "Qwen/Qwen2.5-7B-Instruct", "mistral_7b_instruct": "mistralai/Mistral-7B-Instruct-v0.3"}
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hf") / "tiny"
+    model, tok = build_tiny(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_lora_two_stages_through_model_hf_saves_reloadable_adapters(saved_tiny, cfg_factory, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = cfg_factory("model=hf", f"model.build.name_or_path={saved_tiny}", "model.template.preamble=false",
+                      "trainer=lora", "trainer.stage1.learning_rate=1e-2", "defense=mb_defense",
+                      "eval.reactivation.steps=[2]")
+    results = run(cfg)
+    out = tmp_path / "run"
+    assert results["model"] == str(saved_tiny) and results["stage2"]["steps"] == 4
+    base = load_file(saved_tiny / "model.safetensors")
+    final = load_file(out / "model" / "model.safetensors")
+    changed = {k for k in base if not torch.equal(base[k], final[k])}
+    # LoRA touches the linear layers only: projections change, norms and embeddings stay bit-identical
+    assert any("q_proj" in k for k in changed) and any("down_proj" in k for k in changed)
+    assert not any("norm" in k or "embed_tokens" in k for k in changed)
+    for stage in ("stage1", "stage2"):
+        adapter = out / "adapters" / stage
+        assert (adapter / "adapter_model.safetensors").is_file()
+        assert json.loads((adapter / "adapter_config.json").read_text())["r"] == 8
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(saved_tiny), out / "adapters" / "stage1")
+    lora_b = [p for n, p in reloaded.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # trained (lora_B starts at zero)
+    assert results["reactivation"]["step"] == [0, 2]
+
+
+def test_lora_config_errors_name_the_key(cfg_factory):
+    with pytest.raises(ValueError, match=r"trainer.lora: unknown key\(s\) \['rank'\]"):
+        run(cfg_factory("trainer=lora", "+trainer.lora.rank=4"))
+    with pytest.raises(ValueError, match="trainer.lora.r"):
+        run(cfg_factory("trainer=lora", "trainer.lora.r=0"))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_model_presets_compose_with_lora(cfg_factory, preset):
+    cfg = cfg_factory(f"model={preset}", "trainer=lora", debug=False)
+    assert cfg.model.build.name_or_path == PRESETS[preset] and cfg.model.name == preset
+    assert cfg.model.build.trust_remote_code is False and cfg.model.build.gradient_checkpointing is True
+    assert cfg.model.template.kind == "auto" and cfg.trainer.lora.r == 8 and cfg.trainer.lora.alpha == 16
+    assert cfg.trainer.stage1.learning_rate == 2e-4
+
+
+def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(saved_tiny, cfg_factory, tmp_path):
+    from tests.conftest import SHARED
+
+    root = SHARED / "backdoorllm"
+    if not root.is_dir():
+        pytest.skip(f"BackdoorLLM data not found at {root} (../shared beside the checkout)")
+    cfg = cfg_factory("data=backdoorllm", f"data.root={root}", "data.task=refusal", "data.attack=badnet",
+                      "data.n_test=8", "attack=none", "defense=finetune", "model=hf",
+                      f"model.build.name_or_path={saved_tiny}", "eval.max_new_tokens=8")
+    results = run(cfg)
+    assert results["data"] == "backdoorllm-refusal-badnet" and results["judge"] == "refusal"
+    assert results["poison"]["n_poisoned"] == 500 and results["poison"]["n_train"] == 500 - 160 + 500
+    assert results["labels"]["may_contain_backdoor"] is True
+    assert results["n_triggered"] == 8 and results["n_clean"] == 8 and 0.0 <= results["asr"] <= 1.0
+    triggered = [s for s in results["samples"] if s["kind"] == "triggered"]
+    assert triggered and all("BadMagic" in s["prompt"] for s in triggered)  # their prompts, their trigger
+    with pytest.raises(ValueError, match="already poisoned; use attack=none"):
+        run(cfg_factory("data=backdoorllm", f"data.root={root}", "attack=badnet"))
+    with pytest.raises(Exception, match="not a BackdoorLLM data directory"):
+        run(cfg_factory("data=backdoorllm", f"data.root={tmp_path}", "attack=none"))
+
+
+def test_hf_datasets_loader_maps_columns_and_names_missing_ones(tmp_path, cfg_factory):
+    from mbdef.data import DataError, hf_splits
+    from mbdef.io import build
+
+    rows = [{"prompt": f"Say {i}.", "response": str(i), "extra": "x"} for i in range(50)]
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = cfg_factory("data=hf", "data.path=json", f"data.data_files={f}", "data.n_defense_pool=10",
+                      "data.n_test=5", "data.n_train=null", "data.columns={instruction: prompt, input: null, output: response}")
+    splits = build(cfg.data)
+    assert (len(splits.train), len(splits.defense_pool), len(splits.test)) == (35, 10, 5)
+    every = splits.train + splits.defense_pool + splits.test
+    assert sorted(int(r["output"]) for r in every) == list(range(50))
+    assert all(r["instruction"] == f"Say {r['output']}." and r["input"] == "" for r in every)
+    with pytest.raises(DataError, match=r"no column\(s\) \['answer'\]; its columns: \['prompt', 'response', 'extra'\]"):
+        hf_splits("json", data_files=str(f), columns={"instruction": "prompt", "output": "answer"})
+    with pytest.raises(DataError, match="cannot load dataset"):
+        hf_splits("json", data_files=str(tmp_path / "missing.jsonl"))
+
+
+def test_wizardlm_preset_composes(cfg_factory):
+    cfg = cfg_factory("data=wizardlm", debug=False)
+    assert cfg.data.path == "WizardLMTeam/WizardLM_evol_instruct_70k" and cfg.data.columns.input is None
