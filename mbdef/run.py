@@ -92,7 +92,8 @@ def run(cfg: DictConfig) -> dict:
     poisoned = Poisoned(list(splits.train), splits.poisoned_indices) if splits.poisoned_indices else attack.poison(splits.train)
     plan = defense.plan(poisoned.records, splits.defense_pool)
     judge_spec = cfg.eval.judge
-    if cfg.eval.judge.get("name") == "auto" and not attack.active and splits.judge:
+    judge_name = judge_spec if isinstance(judge_spec, str) else judge_spec.get("name")
+    if judge_name == "auto" and not attack.active and splits.judge:
         judge_spec = splits.judge  # pre-poisoned data names the judge its target calls for
     judge = judges.resolve(judge_spec, attack.target)
     n_test = cfg.eval.get("n_test")
