@@ -143,3 +143,18 @@ def test_paired_comparisons_match_swept_knobs_but_not_a_controls_own_settings(tm
     got = {(c["defense.clean_size"], c["baseline"]): round(c["delta"], 3) for c in comps}
     # the same clean size only; the control's fixed stage2_trigger_fraction=0 does not block its comparison
     assert got == {(64, "finetune"): -0.4, (128, "finetune"): -0.7, (128, "mb_plain_finetune"): -0.85}
+
+
+def test_evidence_keeps_the_never_backdoored_reference_apart(tmp_path):
+    from mbdef.report.evidence import evidence, evidence_markdown
+
+    for s, n_poisoned, asr in [(0, 0, [0.0, 0.0]), (0, 1600, [1.0, 1.0]), (1, 0, [0.0, 0.5])]:
+        d = fake_job(tmp_path, f"r{s}_{n_poisoned}", "badnet", "none", s, asr[0], 0.9)
+        r = json.loads((d / "results.json").read_text())
+        r.update(poison={"n_poisoned": n_poisoned}, reactivation={"step": [0, 5], "asr": asr},
+                 trigger_variants={"lowercase": asr[0]})
+        (d / "results.json").write_text(json.dumps(r))
+    rows = {r["defense"]: r for r in evidence(load_runs([tmp_path]))}
+    assert set(rows) == {"clean model", "none"} and rows["clean model"]["n"] == 2
+    assert rows["clean model"]["reactivation_asr"] == [0.0, 0.25] and rows["none"]["reactivation_asr"] == [1.0, 1.0]
+    assert "| tiny | badnet | clean model | 2 |" in evidence_markdown(list(rows.values()))

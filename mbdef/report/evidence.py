@@ -21,7 +21,9 @@ def evidence(runs: list[dict]) -> list[dict]:
     for run in runs:
         r = run["results"]
         if r.get("representation") or r.get("reactivation") or r.get("trigger_variants"):
-            groups[(r.get("model"), r.get("attack"), r.get("defense"))].append(r)
+            # a run of an attack with nothing poisoned is the never-backdoored reference, not "none"
+            clean = (r.get("poison") or {}).get("n_poisoned") == 0
+            groups[(r.get("model"), r.get("attack"), "clean model" if clean else r.get("defense"))].append(r)
     out = []
     for (model, attack, defense), rs in groups.items():
         row = {"model": model, "attack": attack, "defense": defense, "n": len(rs)}
@@ -42,7 +44,7 @@ def evidence(runs: list[dict]) -> list[dict]:
         if variants:
             row["trigger_variants"] = {k: _mean([v.get(k) for v in variants]) for k in variants[0]}
         out.append(row)
-    order = {"none": 0, "finetune": 1, "mb_defense": 9}
+    order = {"clean model": -1, "none": 0, "finetune": 1, "mb_defense": 9}
     return sorted(out, key=lambda x: (str(x["model"]), str(x["attack"]), order.get(x["defense"], 5), str(x["defense"])))
 
 
