@@ -284,6 +284,11 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
             log_fn({f"stage1/{k}": v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"},
                    row.get("step", 0))
 
+    # The cache key covers what determines the stage-1 *weights*; its stored metrics also depend on how this
+    # job evaluates (test prompts, the attack's trigger, eval settings), e.g. two attacks with nothing
+    # poisoned share one clean stage 1 but not its ASR.
+    eval_key = cache_key(eval=OmegaConf.to_container(cfg.eval, resolve=True), sets=evaluator.fingerprint())
+
     def restore_stage1(folder: Path, how: str) -> tuple[dict, dict] | None:
         """Stage 1 from a snapshot (`how`: restored_from = this job's, cached_from = the shared cache)."""
         if (snap := load_snapshot(folder, model)) is None:
@@ -292,6 +297,11 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         s1[how] = str(folder)
         replay(s1)
         log.info("stage 1 %s %s", how.replace("_", " "), folder)
+        if snap.get("eval_key") != eval_key:  # same weights, different test sets or eval settings: measure anew
+            t = time.perf_counter()
+            after1 = evaluator.evaluate(model, tokenizer, full=True, progress=True)
+            after1["eval_s"] = round(time.perf_counter() - t, 2)
+            log.info("stage-1 metrics re-measured: this job evaluates differently from the one that trained it")
         return s1, after1
 
     def train_and_eval_stage1() -> tuple[dict, dict]:
@@ -310,14 +320,14 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         s1, after1 = restored
     elif cache.root is None:
         s1, after1 = train_and_eval_stage1()
-        save_snapshot(local1, model, tokenizer, {"train": s1, "metrics": after1})
+        save_snapshot(local1, model, tokenizer, {"train": s1, "metrics": after1, "eval_key": eval_key})
     else:
         with cache.lock(key):
             if (restored := restore_stage1(cache.path(key), "cached_from")) is not None:
                 s1, after1 = restored
             else:
                 s1, after1 = train_and_eval_stage1()
-                cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1})
+                cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1, "eval_key": eval_key})
     trained_here = "cached_from" not in s1 and "restored_from" not in s1
     eval1_s = after1.pop("eval_s", 0.0)
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0

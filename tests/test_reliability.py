@@ -210,3 +210,15 @@ def test_submitit_launcher_runs_a_sweep_with_its_local_executor(tmp_path):
     assert all(isinstance(r["cacc"], float) and r["asr"] is not None for r in results.values())
     assert list(sweep.glob(".submitit/*/*_log.out")), "submitit's own job logs are missing"
     assert sorted(r["defense"] for r in json.loads((sweep / "summary.json").read_text())) == ["finetune", "none"]
+
+
+def test_a_cached_stage1_is_evaluated_with_this_jobs_attack_and_test_sets(cfg_factory, tmp_path):
+    """Two attacks with nothing poisoned share one clean stage 1 (same weights), but not its metrics."""
+    base = ["attack.poison_rate=0", "defense=none", "trainer.cache_stage1=true", "data.n_test=8",
+            "eval.reactivation.enabled=false"]
+    first = runner.run(cfg_factory("attack=badnet", *base, f"paths.output_dir={tmp_path}/a"))
+    second = runner.run(cfg_factory("attack=ctba", *base, f"paths.output_dir={tmp_path}/b"))
+    assert "cached_from" in second["stage1"] and "cached_from" not in first["stage1"]
+    prompts = [s["prompt"] for s in second["samples"] if s["kind"] == "triggered"]
+    assert prompts and all("2024" in p and "OpenAI" in p for p in prompts)  # CTBA's triggers, not BadNet's
+    assert second["trigger_variants"].keys() != first["trigger_variants"].keys()

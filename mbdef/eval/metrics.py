@@ -33,6 +33,17 @@ class Evaluator:
         # with altered triggers (ASR per variant), `analyses` are functions (model, tokenizer) -> dict.
         self.variants, self.analyses = variants or {}, analyses or {}
 
+    def fingerprint(self) -> str:
+        """Hash of every prompt set and the judge: equal fingerprints evaluate a model identically."""
+        from mbdef.attacks import records_hash  # content hash of record lists
+
+        sets = {"clean": self.clean, "triggered": self.triggered, "noisy": self.noisy_clean,
+                **{f"probe/{k}": [*v[0], {"behaviour": v[1]}] for k, v in self.probes.items()},
+                **{f"variant/{k}": v for k, v in self.variants.items()}}
+        return records_hash([{"set": k, "hash": records_hash(v)} for k, v in sorted(sets.items())]
+                            + [{"judge": getattr(self.judge, "name", type(self.judge).__name__),
+                                "max_new_tokens": self.max_new_tokens, "analyses": sorted(self.analyses)}])
+
     def evaluate(self, model, tokenizer, limit: int | None = None, progress: bool = False, full: bool = False) -> dict:
         """`full`: also sample generations, trigger variants and analyses (the after-stage evaluations)."""
         clean = self.clean[:limit] if limit else self.clean
