@@ -109,32 +109,7 @@ def run(cfg: DictConfig) -> dict:
     warnings = _trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
-    probes = {}
-    if plan.info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
-        for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
-            probes[f"defense_trigger_{i}"] = (_prefixed(test, trig), beh)
-    eval_clean, eval_triggered = test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None
-    if splits.triggered_test:  # the data's own triggered prompts (pre-poisoned data)
-        eval_triggered = splits.triggered_test[:n_test] if n_test else splits.triggered_test
-    if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
-        eval_clean = _prefixed(eval_clean, prefix)
-        eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
-    noisy = None
-    if cfg.eval.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
-        rng = random.Random(f"eval-random-word-{cfg.seed}")
-        noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)}
-                 for r in eval_clean]
-    variants, analyses = {}, {}
-    if cfg.eval.get("trigger_variants") and attack.active:
-        n = cfg.eval.trigger_variants.n_prompts
-        variants = {name: a.trigger_test(test[:n], seed=cfg.seed) for name, a in attack.variants().items()}
-        if prefix:
-            variants = {name: _prefixed(rs, prefix) for name, rs in variants.items()}
-    if (rep := cfg.eval.get("representation")) and rep.enabled and attack.active:
-        analyses["representation"] = _representation_probe(cfg, rep, test, attack, plan, template)
-    evaluator = Evaluator(template, eval_clean, eval_triggered, judge,
-                          batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
-                          n_samples=cfg.eval.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses)
+    evaluator = _evaluator(cfg, splits, attack, plan, test, template, judge)
 
     resuming = rundir.begin(force=bool(cfg.get("force")))
     if resuming:
@@ -191,6 +166,39 @@ def run(cfg: DictConfig) -> dict:
 
 def _prefixed(records: list[dict], word: str) -> list[dict]:
     return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
+
+
+def _evaluator(cfg, splits, attack, plan, test: list[dict], template, judge) -> Evaluator:
+    """Every prompt set a run is evaluated on: clean and triggered test prompts (through a defense's
+    inference prefix, if it has one), defensive-trigger probes, the random-word robustness set, trigger
+    variants, and the representation analysis."""
+    n_test = cfg.eval.get("n_test")
+    probes = {}
+    if plan.info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
+        for i, (trig, beh) in enumerate(zip(plan.info["defensive_triggers"], plan.info["defensive_behaviours"])):
+            probes[f"defense_trigger_{i}"] = (_prefixed(test, trig), beh)
+    eval_clean, eval_triggered = test, attack.trigger_test(test, seed=cfg.seed) if attack.active else None
+    if splits.triggered_test:  # the data's own triggered prompts (pre-poisoned data)
+        eval_triggered = splits.triggered_test[:n_test] if n_test else splits.triggered_test
+    if prefix := plan.info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
+        eval_clean = _prefixed(eval_clean, prefix)
+        eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
+    noisy = None
+    if cfg.eval.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
+        rng = random.Random(f"eval-random-word-{cfg.seed}")
+        noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)}
+                 for r in eval_clean]
+    variants, analyses = {}, {}
+    if cfg.eval.get("trigger_variants") and attack.active:
+        n = cfg.eval.trigger_variants.n_prompts
+        variants = {name: a.trigger_test(test[:n], seed=cfg.seed) for name, a in attack.variants().items()}
+        if prefix:
+            variants = {name: _prefixed(rs, prefix) for name, rs in variants.items()}
+    if (rep := cfg.eval.get("representation")) and rep.enabled and attack.active:
+        analyses["representation"] = _representation_probe(cfg, rep, test, attack, plan, template)
+    return Evaluator(template, eval_clean, eval_triggered, judge,
+                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
+                     n_samples=cfg.eval.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses)
 
 
 def _representation_probe(cfg, rep, test: list[dict], attack, plan, template):
