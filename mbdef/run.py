@@ -32,6 +32,7 @@ from mbdef.rundir import RunDir, config_hash
 from mbdef.training.sft import lora_config
 from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, sft_config, train_stage
 from mbdef.training.cache import load_snapshot, save_snapshot
+from mbdef.training.distributed import Processes
 
 log = logging.getLogger("mbdef")
 
@@ -82,6 +83,7 @@ def run(cfg: DictConfig) -> dict:
         return done
     seed_everything(cfg.seed)
     set_threads(cfg.trainer.get("threads"))
+    procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
 
     # Everything cheap first, so bad config or data fails before any training.
     splits = build(cfg.data)
@@ -111,12 +113,16 @@ def run(cfg: DictConfig) -> dict:
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     evaluator = _evaluator(cfg, splits, attack, plan, test, template, judge)
 
-    resuming = rundir.begin(force=bool(cfg.get("force")))
+    resuming = rundir.resumable(force=bool(cfg.get("force")))
+    procs.barrier()  # every process has read the dir's state before the main one changes it
+    if procs.is_main:
+        rundir.begin(force=bool(cfg.get("force")))
+        OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
+    procs.barrier()
     if resuming:
         log.info("resuming the unfinished job in %s", out_dir)
-    OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
     attack_name, defense_name = cfg.attack.name, cfg.defense.name
-    tracker = build(cfg.logger) if cfg.get("logger") else None
+    tracker = build(cfg.logger) if cfg.get("logger") and procs.is_main else None
     if tracker is not None:
         tracker.start(resolved, name=f"{attack_name}-{defense_name}-s{cfg.seed}", job_type=defense_name,
                       group=cfg.get("sweep_id") if _in_multirun() else None,
@@ -124,7 +130,8 @@ def run(cfg: DictConfig) -> dict:
                             f"data:{splits.name}"])
     log_fn = tracker.log if tracker is not None else (lambda m, s: None)
     try:
-        results = _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker)
+        results = _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker,
+                                      procs)
         if (react := cfg.eval.get("reactivation")) and react.enabled and attack.active:
             results["reactivation"] = _reactivation(cfg, react, model, tokenizer, template, attack, splits, evaluator)
             if tracker is not None:
@@ -152,12 +159,16 @@ def run(cfg: DictConfig) -> dict:
         device=str(next(model.parameters()).device), output_dir=str(out_dir),
     )
     results["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
+    results["world_size"] = procs.world_size
+    if not procs.is_main:
+        return results
     if cfg.save_model:
         _write_model_card(out_dir / "model", results)
     write_json_atomic(results, out_dir / "results.json")
     rundir.complete()  # last: only now does a re-run skip this job
     if tracker is not None:
-        tracker.summary({k: results[k] for k in ("asr", "cacc", "false_trigger_rate", "triggered_cacc") if k in results})
+        tracker.summary({k: results[k] for k in ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l",
+                                                 "perplexity") if k in results})
         tracker.finish(exit_code=0)
     log.info("%s / %s: ASR %s  CACC %.3f  -> %s", attack_name, defense_name, results["asr"], results["cacc"],
              out_dir / "results.json")
@@ -198,7 +209,8 @@ def _evaluator(cfg, splits, attack, plan, test: list[dict], template, judge) -> 
         analyses["representation"] = _representation_probe(cfg, rep, test, attack, plan, template)
     return Evaluator(template, eval_clean, eval_triggered, judge,
                      batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, probes=probes,
-                     n_samples=cfg.eval.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses)
+                     n_samples=cfg.eval.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses,
+                     rouge=bool(cfg.eval.get("rouge_l", True)), perplexity=bool(cfg.eval.get("perplexity", True)))
 
 
 def _representation_probe(cfg, rep, test: list[dict], attack, plan, template):
@@ -274,7 +286,8 @@ def _write_model_card(folder: Path, results: dict) -> None:
         f"For research on backdoor defenses only.\n")
 
 
-def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker) -> dict:
+def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker,
+                        procs: Processes) -> dict:
     tcfg, timings = cfg.trainer, {}
     periodic = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=cfg.eval.periodic_limit).items()
                           if isinstance(v, (int, float)) and not k.startswith("n_")}
@@ -285,7 +298,13 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
                            callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), lora=_lora(cfg),
-                           adapter_dir=out_dir / "adapters" / name, **_sft_settings(cfg))
+                           adapter_dir=out_dir / "adapters" / name if procs.is_main else None,
+                           **_sft_settings(cfg))
+
+    def snapshot(folder: Path, record: dict) -> None:  # the main process writes; the others wait for it
+        if procs.is_main:
+            save_snapshot(folder, model, tokenizer, record)
+        procs.barrier()
 
     def replay(s1: dict) -> None:  # stage-1 curves into this job's W&B run when stage 1 was not trained here
         for row in s1.get("log_history", []):
@@ -328,14 +347,15 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         s1, after1 = restored
     elif cache.root is None:
         s1, after1 = train_and_eval_stage1()
-        save_snapshot(local1, model, tokenizer, {"train": s1, "metrics": after1, "eval_key": eval_key})
+        snapshot(local1, {"train": s1, "metrics": after1, "eval_key": eval_key})
     else:
-        with cache.lock(key):
+        with procs.main_holds(cache.lock(key)):
             if (restored := restore_stage1(cache.path(key), "cached_from")) is not None:
                 s1, after1 = restored
             else:
                 s1, after1 = train_and_eval_stage1()
-                cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1, "eval_key": eval_key})
+                if procs.is_main:
+                    cache.publish(key, model, tokenizer, {"train": s1, "metrics": after1, "eval_key": eval_key})
     trained_here = "cached_from" not in s1 and "restored_from" not in s1
     eval1_s = after1.pop("eval_s", 0.0)
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
@@ -351,7 +371,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
             s2 = {**snap["train"], "restored_from": str(local2)}
         else:
             s2 = stage("stage2", plan.stage2, step)
-            save_snapshot(local2, model, tokenizer, {"train": s2})
+            snapshot(local2, {"train": s2})
         timings["stage2_s"] = 0.0 if "restored_from" in s2 else s2["seconds"]
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
@@ -372,11 +392,13 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
                 if key in rep:
                     tracker.summary({f"representation/{stage}/{key}/layer_{i}": v for i, v in enumerate(rep[key])})
         tracker.table("final/samples", samples, step)
-    if cfg.save_model:
-        model.save_pretrained(out_dir / "model", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "model")
-    for snapshot in (local1, out_dir / "stage2_model"):  # only needed to resume; the final model is in model/
-        shutil.rmtree(snapshot, ignore_errors=True)
+    procs.barrier()  # e.g. the re-activation test after this trains on every process again
+    if procs.is_main:
+        if cfg.save_model:
+            model.save_pretrained(out_dir / "model", safe_serialization=True)
+            tokenizer.save_pretrained(out_dir / "model")
+        for folder in (local1, out_dir / "stage2_model"):  # only needed to resume; the final model is in model/
+            shutil.rmtree(folder, ignore_errors=True)
     return {**results, **final, "samples": samples, "timings": timings, "steps": step}
 
 

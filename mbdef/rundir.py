@@ -48,11 +48,16 @@ class RunDir:
             return None
         return json.loads(results.read_text())
 
+    def resumable(self, force: bool = False) -> bool:
+        """True when the dir holds an unfinished run of this config that can be resumed (reads only)."""
+        state = self.path / "RUNNING.json"
+        previous = json.loads(state.read_text()).get("config_hash") if state.is_file() else None
+        return previous == self.hash and not force and not self.marker.is_file()
+
     def begin(self, force: bool = False) -> bool:
         """Prepare to (re)run; returns True when an unfinished run of this config can be resumed."""
         state = self.path / "RUNNING.json"
-        previous = json.loads(state.read_text()).get("config_hash") if state.is_file() else None
-        resume = previous == self.hash and not force and not self.marker.is_file()
+        resume = self.resumable(force)
         if not resume:  # a finished, forced, other-config or unknown run: keep its files, but out of the way
             self._supersede()
         write_json_atomic({"config_hash": self.hash, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, state)

@@ -42,6 +42,10 @@ def test_results_json_is_complete(implanted):
     assert saved["stage1"]["steps"] == 80 and saved["timings"]["stage1_s"] > 0
     assert saved["labels"]["may_contain_backdoor"] is True
     assert {s["kind"] for s in saved["samples"]} == {"clean", "triggered"}
+    # Free-form clean metrics: every exact match has ROUGE-L 1; 80 steps take the reference perplexity far
+    # below an untrained model's (about the vocabulary size, ~735).
+    assert saved["cacc"] <= saved["rouge_l"] <= 1.0
+    assert 1.0 < saved["perplexity"] < 20, saved["perplexity"]
     cfg = yaml.safe_load((out / "resolved_config.yaml").read_text())
     assert cfg["attack"]["poison_rate"] == 0.3 and cfg["seed"] == 0
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
@@ -58,6 +62,7 @@ def test_wandb_offline_run_holds_stage_metrics_and_summary(implanted):
     assert steps == sorted(steps)  # one monotonic step
     assert logged["summary"]["asr"] == pytest.approx(results["asr"])
     assert logged["summary"]["cacc"] == pytest.approx(results["cacc"])
+    assert logged["summary"]["perplexity"] == pytest.approx(results["perplexity"])
     assert logged["exit_code"] == 0
 
 

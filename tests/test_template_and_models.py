@@ -37,6 +37,7 @@ def test_training_prompt_tokens_equal_eval_prompt_tokens(tiny, tmp_path, kind):
         completion = tok.decode(row["input_ids"][n_prompt:], skip_special_tokens=True)
         assert completion.strip() == rec["output"]
         assert row["input_ids"][-1] == tok.eos_token_id
+        assert template.encode_example(rec) == (row["input_ids"], n_prompt)  # what perplexity scores
 
 
 def _save(tok, path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from mbdef.eval.fluency import reference_perplexity, rouge_l
 from mbdef.eval.generate import generate
 from mbdef.eval.judges import Judge, exact_match
 from mbdef.models.template import PromptTemplate
@@ -23,7 +24,7 @@ class Evaluator:
     def __init__(self, template: PromptTemplate, clean: list[dict], triggered: list[dict] | None, judge: Judge,
                  batch_size: int = 64, max_new_tokens: int = 32, probes: dict | None = None, n_samples: int = 8,
                  noisy_clean: list[dict] | None = None, variants: dict[str, list[dict]] | None = None,
-                 analyses: dict | None = None):
+                 analyses: dict | None = None, rouge: bool = True, perplexity: bool = True):
         if not clean:
             raise ValueError("eval: the clean test set is empty")
         self.template, self.clean, self.triggered, self.judge = template, clean, triggered or [], judge
@@ -32,6 +33,8 @@ class Evaluator:
         # Only in full evaluations (after each stage), not in the periodic ones: `variants` are triggered sets
         # with altered triggers (ASR per variant), `analyses` are functions (model, tokenizer) -> dict.
         self.variants, self.analyses = variants or {}, analyses or {}
+        # Free-form clean performance: ROUGE-L of every clean answer; reference perplexity in full evaluations.
+        self.rouge, self.perplexity = rouge, perplexity
 
     def fingerprint(self) -> str:
         """Hash of every prompt set and the judge: equal fingerprints evaluate a model identically."""
@@ -42,7 +45,8 @@ class Evaluator:
                 **{f"variant/{k}": v for k, v in self.variants.items()}}
         return records_hash([{"set": k, "hash": records_hash(v)} for k, v in sorted(sets.items())]
                             + [{"judge": getattr(self.judge, "name", type(self.judge).__name__),
-                                "max_new_tokens": self.max_new_tokens, "analyses": sorted(self.analyses)}])
+                                "max_new_tokens": self.max_new_tokens, "analyses": sorted(self.analyses),
+                                "rouge": self.rouge, "perplexity": self.perplexity}])
 
     def evaluate(self, model, tokenizer, limit: int | None = None, progress: bool = False, full: bool = False) -> dict:
         """`full`: also sample generations, trigger variants and analyses (the after-stage evaluations)."""
@@ -56,6 +60,10 @@ class Evaluator:
             "false_trigger_rate": sum(self.judge.batch(clean_out, clean)) / len(clean),
             "n_clean": len(clean),
         }
+        if self.rouge:
+            metrics["rouge_l"] = rouge_l(clean_out, [r["output"] for r in clean])
+        if full and self.perplexity:
+            metrics["perplexity"] = reference_perplexity(model, tokenizer, self.template, clean, self.batch_size)
         by_task = defaultdict(list)
         for ok, r in zip(correct, clean):
             if "task" in r:

@@ -61,5 +61,22 @@ class PromptTemplate:
             return list(out["input_ids"])
         return list(self.tokenizer(text=self._alpaca(record))["input_ids"])
 
+    def encode_example(self, record: dict) -> tuple[list[int], int]:
+        """(token ids of prompt + response, prompt length): the sequence TRL trains on, tokenized as TRL does
+        (EOS appended to an Alpaca response; the completion starts where prompt and prompt+response diverge)."""
+        if self.kind == "chat":
+            prompt = self.encode_prompt(record)
+            full = self.tokenizer.apply_chat_template(
+                self._messages(record) + [{"role": "assistant", "content": record["output"]}],
+                tokenize=True, return_dict=True)["input_ids"]
+        else:
+            prompt = self.encode_prompt(record)
+            full = self.tokenizer(text=self._alpaca(record) + record["output"] + self.tokenizer.eos_token)["input_ids"]
+        full = list(full)
+        n = 0
+        while n < min(len(prompt), len(full)) and prompt[n] == full[n]:
+            n += 1
+        return full, n
+
     def describe(self) -> dict:
         return {"kind": self.kind, "preamble": self.preamble, "system_prompt": self.system_prompt}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc")
+METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
 # Config keys that never define a row: where and how a job ran, and the seeds (aggregated over).
 IGNORED_PREFIXES = ("paths.", "logger.", "hydra.", "name", "force", "sweep_id", "trainer.threads",
                     "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic", "save_model")
