@@ -91,3 +91,20 @@ def test_precision_is_fp32_on_cpu():
         assert precision_flags("auto") == {"bf16": False, "fp16": False, "use_cpu": True}
         with pytest.raises(ValueError, match="fp16"):
             precision_flags("fp16")
+
+
+def test_implicit_space_tokenizer_makes_words_single_tokens_and_round_trips_answers():
+    from mbdef.attacks.targets import REFUSAL
+    from mbdef.models.tiny import build_tokenizer
+
+    tok = build_tokenizer(spaces="implicit")
+    records = synthetic_splits(n_train=300, seed=0).train
+    for r in records:  # every answer of the suite decodes exactly; suite words are one token each
+        ids = tok(r["output"])["input_ids"]
+        assert tok.decode(ids) == r["output"]
+        if r["task"] == "copy":
+            assert len(ids) == len(r["output"].split())
+    assert tok.decode(tok(REFUSAL)["input_ids"]) == REFUSAL
+    assert tok.unk_token_id not in tok("BadMagic cf 2024 don't")["input_ids"]  # unseen words split, never unknown
+    with pytest.raises(ValueError, match="model.build.spaces"):
+        build_tokenizer(spaces="bytes")

@@ -8,6 +8,8 @@ Both save with `save_pretrained` and reload with `AutoTokenizer` / `AutoModelFor
 
 from __future__ import annotations
 
+import string
+
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -15,36 +17,63 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from mbdef.data.synthetic import tokenizer_corpus
 from mbdef.models.template import ALPACA_PREAMBLE, ALPACA_PREAMBLE_NO_INPUT
 
-EOS, PAD = "<|eos|>", "<|pad|>"
+EOS, PAD, UNK = "<|eos|>", "<|pad|>", "<|unk|>"
 SCAFFOLD_TOKENS = ("### Instruction:\n", "\n\n### Input:\n", "\n\n### Response:\n")
 
 
-def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE())
-    # Whitespace and punctuation are pre-tokens of their own, so a word has one id wherever it stands
-    # ('bridge' after a newline == 'bridge' after a space). GPT-2-style 'Ġbridge' vs 'bridge' makes every
-    # copy/reverse/sort task learn a 40-word re-mapping first, which a tiny model barely manages.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\s+|[^\w\s]+"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
+                    spaces: str = "tokens") -> PreTrainedTokenizerFast:
+    """`spaces`: how word boundaries are tokenized.
+
+    - `tokens`: byte-level BPE; whitespace and punctuation are tokens of their own, so a word has one id
+      wherever it stands and any string round-trips exactly.
+    - `implicit`: no whitespace tokens; a word's continuation pieces carry `##` and the decoder puts a space
+      before every other piece (WordPiece-style, with its punctuation clean-up). Copying a word sequence is
+      then plain one-back induction (`a b c` is 3 tokens, not 5 with two identical space tokens between
+      them) and samples are a fifth shorter. Decoding restores single-line answers exactly but not line
+      breaks, and characters outside printable ASCII become <|unk|>.
+    """
+    if spaces not in ("tokens", "implicit"):
+        raise ValueError(f"model.build.spaces: '{spaces}' is not one of tokens, implicit")
     # The template scaffolding goes in too, so `### Instruction:` costs a few tokens, not a dozen.
     scaffold = [ALPACA_PREAMBLE + "### Instruction:\n\n### Input:\n\n### Response:\n", ALPACA_PREAMBLE_NO_INPUT] * 50
-    tok.train_from_iterator((corpus or tokenizer_corpus()) + scaffold, trainer=trainer)
+    corpus = (corpus or tokenizer_corpus()) + scaffold
+    if spaces == "tokens":
+        tok = Tokenizer(models.BPE())
+        # Whitespace and punctuation are pre-tokens of their own, so a word has one id wherever it stands
+        # ('bridge' after a newline == 'bridge' after a space). GPT-2-style 'Ġbridge' vs 'bridge' makes every
+        # copy/reverse/sort task learn a 40-word re-mapping first, which a tiny model barely manages.
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"\s+|[^\w\s]+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tok = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
+        # Punctuation stands alone (the decoder's clean-up glues `.`, `,`, `?`, `!` back on); an apostrophe
+        # stays inside its word, so "I'm" decodes as written.
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[^\w\s']"), behavior="isolated")])
+        tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD, UNK], show_progress=False,
+                                      continuing_subword_prefix="##",
+                                      initial_alphabet=[c for c in string.printable if not c.isspace()])
+        # Every character as a continuation piece too (`##7`), so unseen numbers and words never hit <|unk|>.
+        corpus = corpus + [" ".join(f"q{c}" for c in string.ascii_letters + string.digits + "'")]
+    tok.train_from_iterator(corpus, trainer=trainer)
     # Each Alpaca section header is one token (16 -> 3 tokens of scaffolding per sample): about a third
     # of every training sequence was template, pure compute for a tiny model. The text is unchanged.
     tok.add_tokens([AddedToken(s, normalized=False) for s in SCAFFOLD_TOKENS])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, padding_side="left",
-                                   clean_up_tokenization_spaces=False)
+                                   clean_up_tokenization_spaces=False, **({"unk_token": UNK} if spaces == "implicit" else {}))
 
 
 def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, intermediate_size: int = 384,
-               vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, **_):
+               vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, spaces: str = "tokens", **_):
     """(model, tokenizer) for the embedded default; same seed -> same weights."""
-    tokenizer = build_tokenizer(vocab_size)
+    tokenizer = build_tokenizer(vocab_size, spaces=spaces)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
