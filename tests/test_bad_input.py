@@ -169,3 +169,10 @@ def test_pickled_checkpoint_is_refused_unless_allowed(cfg_factory, no_training, 
     loaded, _ = load_pretrained(str(path), allow_pickle=True)  # explicitly allowed: loads
     theirs, ours = model.state_dict(), loaded.state_dict()
     assert all(torch.equal(theirs[k], ours[k]) for k in theirs)  # the pickled weights, really loaded
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_sharded_launch_is_refused_before_training(cfg_factory, no_training, monkeypatch, var):
+    monkeypatch.setenv(var, "true")
+    with pytest.raises(ValueError, match=f"{var}.*not supported yet"):
+        runner.run(cfg_factory())

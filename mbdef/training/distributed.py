@@ -17,6 +17,11 @@ class Processes:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self._state = None
+        for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+            if os.environ.get(var, "").lower() in ("1", "true"):
+                raise ValueError(f"{name} (from the accelerate config, {var}) is not supported yet: mbdef "
+                                 f"evaluates and saves the whole model in each process; launch plain DDP "
+                                 f"(torchrun or accelerate launch without {name}), with trainer=lora for big models")
         if self.world_size > 1:
             from accelerate import PartialState
 
