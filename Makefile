@@ -41,6 +41,9 @@ bench: install  ## trainer overhead (SFTTrainer vs a plain loop) and eval genera
 	@$(PY) benchmarks/trainer_overhead.py --naive
 	@$(PY) benchmarks/eval_generation.py
 
+bench-gpu: install  ## on a CUDA GPU: SFT tokens/s and MFU of a ~1B Llama (bf16, seq 1024), generation tokens/s
+	@$(PY) benchmarks/sft_throughput.py
+
 paper: install  ## the paper's main table on the embedded default (sweep, then experiments/paper_table.py)
 	@$(VENV)/bin/mbdef experiment=paper_refusal
 	@$(PY) experiments/paper_table.py outputs/multirun/paper_refusal --out outputs/multirun/paper_refusal/paper_table.md
