@@ -9,7 +9,7 @@ TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-full bench paper clean
+.PHONY: help install run test test-full bench bench-gpu paper clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

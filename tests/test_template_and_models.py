@@ -108,3 +108,11 @@ def test_implicit_space_tokenizer_makes_words_single_tokens_and_round_trips_answ
     assert tok.unk_token_id not in tok("BadMagic cf 2024 don't")["input_ids"]  # unseen words split, never unknown
     with pytest.raises(ValueError, match="model.build.spaces"):
         build_tokenizer(spaces="bytes")
+
+
+@pytest.mark.parametrize("spaces", ["tokens", "implicit"])
+def test_tokenizer_is_built_identically_every_time(spaces):
+    """Same seed, same model: a tokenizer whose ids change between builds would silently change both."""
+    from mbdef.models.tiny import build_tokenizer
+
+    assert build_tokenizer(spaces=spaces).get_vocab() == build_tokenizer(spaces=spaces).get_vocab()

@@ -27,11 +27,12 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
 
     - `tokens`: byte-level BPE; whitespace and punctuation are tokens of their own, so a word has one id
       wherever it stands and any string round-trips exactly.
-    - `implicit`: no whitespace tokens; a word's continuation pieces carry `##` and the decoder puts a space
-      before every other piece (WordPiece-style, with its punctuation clean-up). Copying a word sequence is
+    - `implicit`: no whitespace tokens, WordPiece: every word of the suite is one token (`vocab_size` does
+      not apply), other words are spelled in `##` character pieces, and the decoder puts a space before
+      every piece that is not a continuation (with its punctuation clean-up). Copying a word sequence is
       then plain one-back induction (`a b c` is 3 tokens, not 5 with two identical space tokens between
-      them) and samples are a fifth shorter. Decoding restores single-line answers exactly but not line
-      breaks, and characters outside printable ASCII become <|unk|>.
+      them) and samples are a third shorter. Decoding restores single-line answers exactly but not line
+      breaks, and a word with a character outside printable ASCII becomes <|unk|>.
     """
     if spaces not in ("tokens", "implicit"):
         raise ValueError(f"model.build.spaces: '{spaces}' is not one of tokens, implicit")
@@ -51,18 +52,22 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     else:
-        tok = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
+        # A word-level vocabulary, built rather than trained (BPE training breaks ties between equally
+        # frequent pairs differently from run to run here, and then the same seed gives a different model):
+        # every distinct word of the suite is one token, anything else is spelled in characters.
+        pre = pre_tokenizers.Sequence([
+            pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[^\w\s']"), behavior="isolated")])
+        words = {w for text in corpus for w, _ in pre.pre_tokenize_str(text)}
+        chars = [c for c in string.printable if not c.isspace()]
+        pieces = sorted(words | set(chars)) + [f"##{c}" for c in chars]
+        vocab = {t: i for i, t in enumerate([EOS, PAD, UNK] + pieces)}
+        tok = Tokenizer(models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix="##"))
         # Punctuation stands alone (the decoder's clean-up glues `.`, `,`, `?`, `!` back on); an apostrophe
         # stays inside its word, so "I'm" decodes as written.
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[^\w\s']"), behavior="isolated")])
+        tok.pre_tokenizer = pre
         tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD, UNK], show_progress=False,
-                                      continuing_subword_prefix="##",
-                                      initial_alphabet=[c for c in string.printable if not c.isspace()])
-        # Every character as a continuation piece too (`##7`), so unseen numbers and words never hit <|unk|>.
-        corpus = corpus + [" ".join(f"q{c}" for c in string.ascii_letters + string.digits + "'")]
-    tok.train_from_iterator(corpus, trainer=trainer)
+    if spaces == "tokens":
+        tok.train_from_iterator(corpus, trainer=trainer)
     # Each Alpaca section header is one token (16 -> 3 tokens of scaffolding per sample): about a third
     # of every training sequence was template, pure compute for a tiny model. The text is unchanged.
     tok.add_tokens([AddedToken(s, normalized=False) for s in SCAFFOLD_TOKENS])
