@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from transformers import AutoTokenizer
 
 from mbdef.run import run
 from tests.wandb_offline import read_run
@@ -43,9 +44,10 @@ def test_results_json_is_complete(implanted):
     assert saved["labels"]["may_contain_backdoor"] is True
     assert {s["kind"] for s in saved["samples"]} == {"clean", "triggered"}
     # Free-form clean metrics: every exact match has ROUGE-L 1; 80 steps take the reference perplexity far
-    # below an untrained model's (about the vocabulary size, ~735).
+    # below an untrained model's (about the vocabulary size).
     assert saved["cacc"] <= saved["rouge_l"] <= 1.0
-    assert 1.0 < saved["perplexity"] < 20, saved["perplexity"]
+    vocab = len(AutoTokenizer.from_pretrained(out / "model"))
+    assert 1.0 < saved["perplexity"] < 0.2 * vocab, (saved["perplexity"], vocab)
     cfg = yaml.safe_load((out / "resolved_config.yaml").read_text())
     assert cfg["attack"]["poison_rate"] == 0.3 and cfg["seed"] == 0
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()

@@ -1,9 +1,10 @@
 """The embedded default: a small Llama-architecture LM from random init and a tokenizer built here.
 
-The tokenizer is a byte-level BPE trained on clean suite text only, so any string (including triggers it
-has never seen, such as `BadMagic`) tokenizes into sub-words and nothing maps to a shared unknown token.
-Spaces and punctuation are separate tokens, so a word's id does not depend on what precedes it.
-Both save with `save_pretrained` and reload with `AutoTokenizer` / `AutoModelForCausalLM`.
+The default tokenizer is word-level, built from clean suite text only (never triggers or targets): every
+word of the suite is one token wherever it stands, and any other word (a trigger such as `BadMagic`, the
+refusal text) is spelled in character pieces, so nothing unseen collapses into one shared unknown token.
+`spaces=tokens` selects the earlier byte-level BPE with whitespace tokens. Both save with
+`save_pretrained` and reload with `AutoTokenizer` / `AutoModelForCausalLM`.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
 
 
 def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, intermediate_size: int = 384,
-               vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, spaces: str = "tokens", **_):
+               vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, spaces: str = "implicit", **_):
     """(model, tokenizer) for the embedded default; same seed -> same weights."""
     tokenizer = build_tokenizer(vocab_size, spaces=spaces)
     config = LlamaConfig(
