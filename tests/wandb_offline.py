@@ -33,9 +33,10 @@ def records(path: str | Path):
 
 
 def read_run(run_dir: str | Path) -> dict:
-    """{'history': [row, ...], 'summary': {...}, 'config': {...}, 'exit_code': int | None} of one offline run."""
+    """{'history': [row, ...], 'summary': {...}, 'config': {...}, 'exit_code': int | None,
+    'run': {name, group, job_type, tags}} of one offline run."""
     path = next(Path(run_dir).glob("run-*.wandb"))
-    history, summary, config, exit_code = [], {}, {}, None
+    history, summary, config, exit_code, run = [], {}, {}, None, {}
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
@@ -48,4 +49,9 @@ def read_run(run_dir: str | Path) -> dict:
                 config[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
         elif kind == "exit":
             exit_code = rec.exit.exit_code
-    return {"history": history, "summary": summary, "config": config, "exit_code": exit_code}
+        elif kind == "run":
+            r = rec.run
+            for i in r.config.update:  # the config passed to wandb.init travels in the run record
+                config[i.key or "/".join(i.nested_key)] = json.loads(i.value_json)
+            run = {"name": r.display_name, "group": r.run_group, "job_type": r.job_type, "tags": list(r.tags)}
+    return {"history": history, "summary": summary, "config": config, "exit_code": exit_code, "run": run}
