@@ -64,13 +64,12 @@ class PromptTemplate:
     def encode_example(self, record: dict) -> tuple[list[int], int]:
         """(token ids of prompt + response, prompt length): the sequence TRL trains on, tokenized as TRL does
         (EOS appended to an Alpaca response; the completion starts where prompt and prompt+response diverge)."""
+        prompt = self.encode_prompt(record)
         if self.kind == "chat":
-            prompt = self.encode_prompt(record)
             full = self.tokenizer.apply_chat_template(
                 self._messages(record) + [{"role": "assistant", "content": record["output"]}],
                 tokenize=True, return_dict=True)["input_ids"]
         else:
-            prompt = self.encode_prompt(record)
             full = self.tokenizer(text=self._alpaca(record) + record["output"] + self.tokenizer.eos_token)["input_ids"]
         full = list(full)
         n = 0

@@ -50,8 +50,9 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     else:
         # A word-level vocabulary, built rather than trained (BPE training breaks ties between equally
         # frequent pairs differently from run to run here, and then the same seed gives a different model):
@@ -67,8 +68,6 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
         # stays inside its word, so "I'm" decodes as written.
         tok.pre_tokenizer = pre
         tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    if spaces == "tokens":
-        tok.train_from_iterator(corpus, trainer=trainer)
     # Each Alpaca section header is one token (16 -> 3 tokens of scaffolding per sample): about a third
     # of every training sequence was template, pure compute for a tiny model. The text is unchanged.
     tok.add_tokens([AddedToken(s, normalized=False) for s in SCAFFOLD_TOKENS])
