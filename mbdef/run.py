@@ -53,10 +53,14 @@ def _sft_settings(cfg: DictConfig) -> dict:
     return {"precision": t.precision, "seed": cfg.seed, "max_length": t.max_length, "padding_free": t.padding_free}
 
 
-def _lora(cfg: DictConfig) -> dict | None:
-    """`trainer.lora` (null = full fine-tuning); validated by building the peft config."""
+def _lora(cfg: DictConfig, stage: str) -> dict | None:
+    """`trainer.lora` for `stage` (null = full fine-tuning; `trainer.lora_stages` names the stages that use
+    it, e.g. [stage2] for LoRA weight recovery on a fully fine-tuned model)."""
     lora = cfg.trainer.get("lora")
-    return OmegaConf.to_container(lora, resolve=True) if lora else None
+    stages = cfg.trainer.get("lora_stages") or ["stage1", "stage2"]
+    if unknown := sorted(set(stages) - {"stage1", "stage2"}):
+        raise ValueError(f"trainer.lora_stages: unknown stage(s) {unknown}; known: ['stage1', 'stage2']")
+    return OmegaConf.to_container(lora, resolve=True) if lora and stage in stages else None
 
 
 def _prepare_output_dir(cfg: DictConfig) -> Path:
@@ -106,8 +110,9 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError("eval: the test set is empty (check data and eval.n_test)")
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
         sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg))
-    if lora := _lora(cfg):
-        lora_config(lora)
+    for stage in ("stage1", "stage2"):
+        if lora := _lora(cfg, stage):
+            lora_config(lora)
     warnings = _trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
@@ -249,7 +254,7 @@ def _reactivation(cfg, react, model, tokenizer, template, attack, splits, evalua
     log.info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
     return reactivation_curve(model, tokenizer, template, poisoned.poison(records).records, measure,
                               list(react.steps), float(react.learning_rate), int(react.batch_size),
-                              lora=_lora(cfg), **_sft_settings(cfg))
+                              lora=_lora(cfg, "stage2"), **_sft_settings(cfg))
 
 
 def _in_multirun() -> bool:
@@ -297,7 +302,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         if cfg.eval.periodic_every:
             cbs.append(PeriodicMetrics(name, periodic, log_fn, cfg.eval.periodic_every, offset))
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
-                           callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), lora=_lora(cfg),
+                           callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), lora=_lora(cfg, name),
                            adapter_dir=out_dir / "adapters" / name if procs.is_main else None,
                            **_sft_settings(cfg))
 
@@ -341,7 +346,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     # Stage 1: this job's own finished stage 1 (a resumed job), else the shared cache, else train it.
     local1 = out_dir / "stage1_model"
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
-                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, lora=_lora(cfg), **_sft_settings(cfg))
+                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, lora=_lora(cfg, "stage1"), **_sft_settings(cfg))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
     if (restored := restore_stage1(local1, "restored_from")) is not None:
         s1, after1 = restored

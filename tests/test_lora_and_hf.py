@@ -55,6 +55,21 @@ def test_lora_config_errors_name_the_key(cfg_factory):
         run(cfg_factory("trainer=lora", "trainer.lora.r=0"))
 
 
+def test_lora_for_stage2_only_leaves_stage1_fully_fine_tuned(saved_tiny, cfg_factory, tmp_path):
+    cfg = cfg_factory("model=hf", f"model.build.name_or_path={saved_tiny}", "model.template.preamble=false",
+                      "trainer=lora", "trainer.lora_stages=[stage2]", "defense=finetune", "eval.reactivation.enabled=false")
+    run(cfg)
+    out = tmp_path / "run"
+    base = load_file(saved_tiny / "model.safetensors")
+    final = load_file(out / "model" / "model.safetensors")
+    # full fine-tuning in stage 1 moves the embeddings and norms, which LoRA never touches
+    assert not torch.equal(base["model.embed_tokens.weight"], final["model.embed_tokens.weight"])
+    assert (out / "adapters" / "stage2" / "adapter_model.safetensors").is_file()
+    assert not (out / "adapters" / "stage1").exists()
+    with pytest.raises(ValueError, match=r"trainer.lora_stages: unknown stage\(s\) \['stage3'\]"):
+        run(cfg_factory("trainer=lora", "trainer.lora_stages=[stage3]"))
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_model_presets_compose_with_lora(cfg_factory, preset):
     cfg = cfg_factory(f"model={preset}", "trainer=lora", debug=False)
