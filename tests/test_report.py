@@ -71,7 +71,8 @@ def test_report_files_and_plots(sweep, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
     assert len(rows) == 3 and {r["defense.n_triggers"] for r in rows} == {"", "1", "3"}
     names = sorted(p.split("/")[-1] for p in rep["plots"])
-    assert names == ["ablation_defense_n_triggers.png", "asr_per_attack.png", "asr_vs_cacc.png"]
+    assert names == ["ablation_defense_n_triggers.png", "asr_per_attack.png", "asr_vs_cacc.png",
+                     "tradeoff_defense_n_triggers.png"]
     for p in rep["plots"]:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -108,13 +108,13 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, metric in zip(axes, ("asr", "cacc")):
-            for (a, d) in dict.fromkeys((r["attack"], r["defense"]) for r in pts):
-                line = sorted((r for r in pts if r["attack"] == a and r["defense"] == d and r.get(metric) is not None),
-                              key=lambda r: r[knob])
+            for (a, d, rest) in dict.fromkeys((r["attack"], r["defense"], _others(r, knobs, knob)) for r in pts):
+                line = sorted((r for r in pts if (r["attack"], r["defense"], _others(r, knobs, knob)) == (a, d, rest)
+                               and r.get(metric) is not None), key=lambda r: r[knob])
                 if line:
                     ax.errorbar([r[knob] for r in line], [r[metric] for r in line],
                                 yerr=[r.get(f"{metric}_std") or 0 for r in line], marker=markers.get(a, "o"),
-                                color=colors[d], capsize=2, label=f"{a} / {d}")
+                                color=colors[d], capsize=2, label=f"{a} / {d}{_label(rest)}")
             ax.set(xlabel=knob, ylabel=metric.upper(), ylim=(-0.05, 1.05), title=f"{metric.upper()} vs {knob}")
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
@@ -122,4 +122,43 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
         written.append(out / f"ablation_{knob.replace('.', '_')}.png")
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
+        if any(r.get("asr") is not None for r in pts):
+            written.append(_tradeoff(plt, pts, knob, knobs, attacks, colors, out))
     return written
+
+
+def _others(row: dict, knobs: list[str], knob: str) -> tuple:
+    """The row's values of the knobs other than `knob`: one curve per combination, never a line across them."""
+    return tuple((k, row.get(k)) for k in knobs if k != knob and row.get(k) is not None)
+
+
+def _label(rest: tuple) -> str:
+    return "".join(f", {k.split('.')[-1]}={v:g}" if isinstance(v, (int, float)) else f", {k.split('.')[-1]}={v}"
+                   for k, v in rest)
+
+
+def _tradeoff(plt, pts: list[dict], knob: str, knobs: list[str], attacks: list[str], colors: dict, out: Path) -> Path:
+    """ASR vs CACC as one curve per defense, traced along `knob` (e.g. the stage-2 budget), a panel per attack:
+    which method reaches a low ASR at the least clean-accuracy cost."""
+    attacks = [a for a in attacks if any(r["attack"] == a and r.get("asr") is not None for r in pts)]
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5.5 * len(attacks), 4.5), squeeze=False)
+    for ax, a in zip(axes[0], attacks):
+        styles = iter(["-", "--", ":", "-."] * 8)
+        curves = dict.fromkeys((r["defense"], _others(r, knobs, knob)) for r in pts if r["attack"] == a)
+        dash = {rest: next(styles) for rest in dict.fromkeys(rest for _, rest in curves)}
+        for d, rest in curves:
+            line = sorted((r for r in pts if r["attack"] == a and (r["defense"], _others(r, knobs, knob)) == (d, rest)
+                           and r.get("asr") is not None), key=lambda r: r[knob])
+            ax.errorbar([r["cacc"] for r in line], [r["asr"] for r in line], xerr=[r.get("cacc_std") or 0 for r in line],
+                        yerr=[r.get("asr_std") or 0 for r in line], marker="o", ms=4, color=colors[d], capsize=2,
+                        alpha=0.85, ls=dash[rest], label=f"{d}{_label(rest)}")
+            for r in line:
+                ax.annotate(f"{r[knob]:g}", (r["cacc"], r["asr"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="CACC →", ylabel="ASR ↓", ylim=(-0.05, 1.05), title=f"{a}: ASR vs CACC along {knob}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"tradeoff_{knob.replace('.', '_')}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
