@@ -16,25 +16,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from mbdef.eval.batching import eval_mode, left_pad, pad_id
 from mbdef.models.template import PromptTemplate
 
 
 @torch.no_grad()
 def last_token_states(model, tokenizer, template: PromptTemplate, records: list[dict], batch_size: int = 64) -> np.ndarray:
     """[n_prompts, n_layers + 1, hidden] hidden states at each prompt's last token (left padding)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = []
-    for i in range(0, len(records), batch_size):
-        ids = [template.encode_prompt(r) for r in records[i:i + batch_size]]
-        width = max(map(len, ids))
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-        hs = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        out.append(torch.stack([h[:, -1, :] for h in hs], dim=1).float().cpu().numpy())
-    model.train(was_training)
+    with eval_mode(model) as device:
+        for i in range(0, len(records), batch_size):
+            ids, mask = left_pad([template.encode_prompt(r) for r in records[i:i + batch_size]], pad_id(tokenizer))
+            hs = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
+            out.append(torch.stack([h[:, -1, :] for h in hs], dim=1).float().cpu().numpy())
     return np.concatenate(out)
 
 
