@@ -53,6 +53,13 @@ def test_rows_are_exact_means_and_stds_over_seeds(sweep):
     assert [r["defense"] for r in rows][0] == "none"
 
 
+def test_knob_values_sort_as_numbers(tmp_path):
+    for steps in (100, 25, 200, 50):
+        fake_job(tmp_path, f"s{steps}", "badnet", "finetune", 0, 0.5, 0.9, steps=steps)
+    rows, _ = aggregate(load_runs([tmp_path]))
+    assert [r["defense.steps"] for r in rows] == [25, 50, 100, 200]
+
+
 def test_bootstrap_ci_brackets_the_mean_and_needs_two_values():
     assert bootstrap_ci([0.5]) is None
     lo, hi = bootstrap_ci([0.0, 1.0, 0.0, 1.0])
