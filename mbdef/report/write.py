@@ -96,8 +96,11 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
             ax.set_xticks([i + width * (len(defenses) - 1) / 2 for i in range(len(attacks))], attacks)
             ax.set(ylabel=metric.upper(), ylim=(0, 1.2), title=f"{metric.upper()} per attack (mean ± std)")
             ax.grid(axis="y", alpha=0.3)
-        axes[0].legend(fontsize=8, loc="upper center", ncol=len(defenses))
-        fig.tight_layout()
+        # one legend under both panels: with seven defenses a legend inside a panel squeezes its axes
+        handles, labels = axes[0].get_legend_handles_labels()
+        rows_of_legend = -(-len(defenses) // 4)
+        fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(defenses), 4))
+        fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
         written.append(out / "asr_per_attack.png")
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
