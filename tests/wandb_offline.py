@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
 BLOCK, HEADER = 32768, 7
@@ -23,6 +25,8 @@ def records(path: str | Path):
             pos += BLOCK - pos % BLOCK
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        if pos + HEADER + length > len(data):
+            raise EOFError(f"{path}: last record cut short (the writer has not finished)")
         parts.append(data[pos + HEADER:pos + HEADER + length])
         pos += HEADER + length
         if kind in (1, 4):  # full record, or last fragment
@@ -32,9 +36,26 @@ def records(path: str | Path):
             yield rec
 
 
-def read_run(run_dir: str | Path) -> dict:
+def read_run(run_dir: str | Path, wait_s: float = 60.0) -> dict:
     """{'history': [row, ...], 'summary': {...}, 'config': {...}, 'exit_code': int | None,
-    'run': {name, group, job_type, tags}} of one offline run."""
+    'run': {name, group, job_type, tags}} of one offline run.
+
+    W&B's writer process may still be flushing the file when `wandb.finish()` has returned (seen once in
+    CI: a torn last record), so a file without its exit record, or with a cut record, is read again until
+    it is whole or `wait_s` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            run = _parse_run(run_dir)
+            if run["exit_code"] is not None or time.monotonic() > deadline:
+                return run
+        except (DecodeError, EOFError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def _parse_run(run_dir: str | Path) -> dict:
     path = next(Path(run_dir).glob("run-*.wandb"))
     history, summary, config, exit_code, run = [], {}, {}, None, {}
     for rec in records(path):
