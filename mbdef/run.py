@@ -175,8 +175,9 @@ def run(cfg: DictConfig) -> dict:
         tracker.summary({k: results[k] for k in ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l",
                                                  "perplexity") if k in results})
         tracker.finish(exit_code=0)
-    log.info("%s / %s: ASR %s  CACC %.3f  -> %s", attack_name, defense_name, results["asr"], results["cacc"],
-             out_dir / "results.json")
+    asr = results["asr"]  # None when there is no attack
+    log.info("%s / %s: ASR %s  CACC %.3f  -> %s", attack_name, defense_name, "n/a" if asr is None else f"{asr:.3f}",
+             results["cacc"], out_dir / "results.json")
     return results
 
 
