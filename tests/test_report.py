@@ -66,6 +66,15 @@ def test_bootstrap_ci_brackets_the_mean_and_needs_two_values():
     assert 0.0 <= lo < 0.5 < hi <= 1.0
 
 
+def test_ablation_curves_use_a_log_axis_only_for_knobs_spanning_ratios():
+    from mbdef.report.write import log_axis
+
+    assert log_axis([32, 64, 128, 256, 512]) and log_axis([0.005, 0.01, 0.02, 0.05, 0.1]) and log_axis([1, 2, 4, 8])
+    assert not log_axis([0.01, 0.02, 0.04])     # a ratio of 4: linear spacing reads fine
+    assert not log_axis([0, 1, 2, 3, 10])       # zero cannot go on a log axis
+    assert not log_axis([1, 100])               # two points: nothing to space
+
+
 def test_unfinished_jobs_are_listed(sweep):
     assert unfinished_jobs([sweep]) == [str(sweep / "crashed")]
 

@@ -119,6 +119,11 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
                                 yerr=[r.get(f"{metric}_std") or 0 for r in line], marker=markers.get(a, "o"),
                                 color=colors[d], capsize=2, label=f"{a} / {d}{_label(rest)}")
             ax.set(xlabel=knob, ylabel=metric.upper(), ylim=(-0.05, 1.05), title=f"{metric.upper()} vs {knob}")
+            values = sorted({r[knob] for r in pts})
+            if log_axis(values):  # e.g. 32..512 samples or 0.5..10 % poison: equal ratios, equal spacing
+                ax.set_xscale("log")
+                ax.set_xticks(values, [f"{v:g}" for v in values])
+                ax.minorticks_off()
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
@@ -128,6 +133,11 @@ def plots(rows: list[dict], knobs: list[str], out: Path) -> list[Path]:
         if any(r.get("asr") is not None for r in pts):
             written.append(_tradeoff(plt, pts, knob, knobs, attacks, colors, out))
     return written
+
+
+def log_axis(values: list[float]) -> bool:
+    """Plot a knob on a log axis when its values are positive and span a ratio of 8 or more."""
+    return len(values) >= 3 and min(values) > 0 and max(values) / min(values) >= 8
 
 
 def _others(row: dict, knobs: list[str], knob: str) -> tuple:
