@@ -53,6 +53,14 @@ def weights(run_dir: Path) -> dict:
 METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "per_task")
 
 
+def parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ref")
@@ -60,9 +68,11 @@ def uninterrupted(tmp_path_factory):
     return runner.run(cfg), Path(cfg.paths.output_dir)
 
 
-@pytest.mark.parametrize("stage,step,resumed_from", [("stage1", 12, "checkpoint-10"), ("stage2", 3, "checkpoint-2")])
+@pytest.mark.parametrize("stage,step,resumed_from,partial", [("stage1", 12, "checkpoint-10", False),
+                                                             ("stage1", 12, "checkpoint-10", True),
+                                                             ("stage2", 3, "checkpoint-2", False)])
 def test_crashed_job_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch, uninterrupted, stage, step,
-                                                                    resumed_from):
+                                                                    resumed_from, partial):
     ref, ref_dir = uninterrupted
     cfg = make_cfg(tmp_path, *RESUMABLE)
     crash_in(monkeypatch, stage, step)
@@ -71,6 +81,11 @@ def test_crashed_job_resumes_from_its_checkpoint_to_the_same_result(tmp_path, mo
     out = Path(cfg.paths.output_dir)
     assert not (out / "COMPLETE.json").exists() and not (out / "results.json").exists()
     assert (out / f"trainer_{stage}" / resumed_from).is_dir()
+    if partial:  # killed while writing the next checkpoint: weights there, trainer_state.json cut short
+        cut = out / f"trainer_{stage}" / "checkpoint-15"
+        cut.mkdir()
+        (cut / "model.safetensors").write_bytes(b"\0" * 64)
+        (cut / "trainer_state.json").write_text('{"global_step": 1')
     monkeypatch.undo()
     results = runner.run(cfg)  # the same command again
     assert results["resumed"] is True and results[stage]["resumed_from"] == resumed_from
@@ -149,7 +164,7 @@ def test_kill_minus_9_during_stage1_then_rerun_resumes_to_the_same_result(tmp_pa
     deadline = time.time() + 300
     ckpt = None
     while time.time() < deadline and ckpt is None:
-        found = list(tmp_path.glob("runs/*/trainer_stage1/checkpoint-*/trainer_state.json"))
+        found = [p for p in tmp_path.glob("runs/*/trainer_stage1/checkpoint-*/trainer_state.json") if parses(p)]
         ckpt = found[0] if found else None
         time.sleep(0.2)
     assert ckpt is not None, "no checkpoint appeared"

@@ -60,6 +60,21 @@ def test_knob_values_sort_as_numbers(tmp_path):
     assert [r["defense.steps"] for r in rows] == [25, 50, 100, 200]
 
 
+def test_end_of_sweep_table_names_the_swept_knob(sweep, capsys):
+    from omegaconf import OmegaConf
+
+    from mbdef.report.summary import SweepSummary
+
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| attack"))
+    assert header.split(" | ")[2] == "defense.n_triggers"
+    mb = [line.split(" | ") for line in lines if "| mb_defense |" in line]
+    assert [(row[2], row[3]) for row in mb] == [("1", "0"), ("1", "1"), ("1", "2"), ("3", "0"), ("3", "1"), ("3", "2")]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert sorted(r.get("defense.n_triggers") for r in summary if r["defense"] == "mb_defense") == [1, 1, 1, 3, 3, 3]
+
+
 def test_bootstrap_ci_brackets_the_mean_and_needs_two_values():
     assert bootstrap_ci([0.5]) is None
     lo, hi = bootstrap_ci([0.0, 1.0, 0.0, 1.0])

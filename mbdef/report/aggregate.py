@@ -106,11 +106,11 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
             row[f"{m}_ci"] = list(ci) if ci else None
         rows.append(row)
     rows.sort(key=lambda r: (str(r["model"]), str(r["attack"]), order.get(r["defense"], 5), str(r["defense"]),
-                             *[_ordered(r.get(k)) for k in knobs]))
+                             *[knob_order(r.get(k)) for k in knobs]))
     return rows, knobs
 
 
-def _ordered(value) -> tuple:
+def knob_order(value) -> tuple:
     """Sort key for a knob value: numbers by value (25 before 100), then everything else as text."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, float(value), "")

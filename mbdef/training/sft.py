@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import shutil
 import time
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 
 from mbdef.models.template import PromptTemplate
 from mbdef.training.precision import precision_flags
+
+log = logging.getLogger("mbdef")
 
 # Settings that keep the trainer's own overhead small (see benchmarks/trainer_overhead.py).
 FAST_DEFAULTS = dict(
@@ -89,7 +93,7 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
                          processing_class=tokenizer, callbacks=callbacks or [],
                          peft_config=lora_config(lora) if lora else None)
-    resume = get_last_checkpoint(str(output_dir)) if checkpoint_every and Path(output_dir).is_dir() else None
+    resume = last_complete_checkpoint(output_dir) if checkpoint_every else None
     start = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
@@ -109,3 +113,23 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(int(threads))
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest checkpoint that was written to the end, or None.
+
+    The Trainer writes trainer_state.json last and only then deletes the previous checkpoint, so a run
+    killed while saving leaves a newer, partial checkpoint beside a complete one. transformers'
+    get_last_checkpoint would pick the partial one by its step number and fail to load it."""
+    found = []
+    for d in Path(output_dir).glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            found.append((int(m.group(1)), d))
+    for _, d in sorted(found, reverse=True):
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+            return str(d)
+        except (OSError, ValueError):
+            log.warning("skipping checkpoint %s: it was not written to the end (run killed while saving)", d)
+    return None
