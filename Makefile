@@ -9,7 +9,7 @@ TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-full bench bench-gpu paper clean
+.PHONY: help install run test test-full bench bench-gpu paper ablations clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ bench-gpu: install  ## on a CUDA GPU: SFT tokens/s and MFU of a ~1B Llama (bf16,
 paper: install  ## the paper's main table on the embedded default (sweep, then experiments/paper_table.py)
 	@$(VENV)/bin/mbdef experiment=paper_refusal
 	@$(PY) experiments/paper_table.py outputs/multirun/paper_refusal --out outputs/multirun/paper_refusal/paper_table.md
+
+ABLATIONS := n_triggers clean_size defense_rate stage2_steps poison_rate unseen_trigger_kind
+ABLATION_ARGS := logger=none eval.reactivation.enabled=false eval.representation.enabled=false eval.trigger_variants=null
+ablations: install  ## the six ablation presets over 3 seeds (about 75 min on 2 cores), then experiments/ablation_table.py
+	@for a in $(ABLATIONS); do $(VENV)/bin/mbdef experiment=ablation_$$a $(ABLATION_ARGS) || exit 1; done
+	@$(PY) experiments/ablation_table.py $(foreach a,$(ABLATIONS),outputs/multirun/ablation_$(a)) --out outputs/multirun/ablations.md
 
 clean:  ## remove the virtualenv, outputs and caches
 	rm -rf $(VENV) outputs/* .pytest_cache wandb *.egg-info

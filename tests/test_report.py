@@ -7,22 +7,10 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from mbdef.report.aggregate import aggregate, bootstrap_ci, load_runs, unfinished_jobs
 from mbdef.report.cli import build_report
-
-
-def fake_job(root, name, attack, defense, seed, asr, cacc, **knobs):
-    d = root / name
-    d.mkdir(parents=True)
-    cfg = {"seed": seed, "attack": {"name": attack, "seed": seed}, "defense": {"name": defense, **knobs},
-           "paths": {"output_dir": str(d)}}
-    (d / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
-    (d / "results.json").write_text(json.dumps({"model": "tiny", "attack": attack, "defense": defense, "seed": seed,
-                                                "asr": asr, "cacc": cacc, "false_trigger_rate": 0.0}))
-    (d / "COMPLETE.json").write_text("{}")
-    return d
+from tests.fake_runs import fake_job
 
 
 @pytest.fixture

@@ -1,0 +1,17 @@
+"""Finished jobs written as mbdef writes them (resolved config, results.json, COMPLETE.json), for report tests."""
+
+import json
+
+import yaml
+
+
+def fake_job(root, name, attack, defense, seed, asr, cacc, **knobs):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = {"seed": seed, "attack": {"name": attack, "seed": seed}, "defense": {"name": defense, **knobs},
+           "paths": {"output_dir": str(d)}}
+    (d / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "results.json").write_text(json.dumps({"model": "tiny", "attack": attack, "defense": defense, "seed": seed,
+                                                "asr": asr, "cacc": cacc, "false_trigger_rate": 0.0}))
+    (d / "COMPLETE.json").write_text("{}")
+    return d

