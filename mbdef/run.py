@@ -85,6 +85,10 @@ def run(cfg: DictConfig) -> dict:
     if not cfg.get("force") and (done := rundir.completed_results()) is not None:
         log.info("already complete, skipped (force=true redoes it): %s", out_dir / "results.json")
         return done
+    if (changed := rundir.finished_with_other_config(resolved)) is not None:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        log.info("%s holds a finished run of another config (changed: %s): re-running; its files move to "
+                 "superseded/", out_dir, shown or "mbdef's config hashing")
     seed_everything(cfg.seed)
     set_threads(cfg.trainer.get("threads"))
     procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes

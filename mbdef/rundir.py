@@ -13,6 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+import yaml
+
 from mbdef.io import write_json_atomic
 from mbdef.training.cache import cache_key
 
@@ -28,6 +30,22 @@ def config_hash(resolved: dict) -> str:
     cfg["trainer"] = {k: v for k, v in cfg.get("trainer", {}).items() if k not in VOLATILE_TRAINER}
     cfg.get("eval", {}).pop("periodic_every", None)
     return cache_key(config=cfg)
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """Config keys whose value differs between two resolved configs (a key only one has counts), ignoring the
+    keys that do not enter the hash: why a finished job is re-run."""
+    strip = lambda c: {k: v for k, v in c.items() if k not in VOLATILE}
+    a, b = _flat(strip(old)), _flat(strip(new))
+    volatile = tuple(f"trainer.{k}" for k in VOLATILE_TRAINER) + ("eval.periodic_every",)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in volatile)
 
 
 class RunDir:
@@ -47,6 +65,15 @@ class RunDir:
         if mark.get("config_hash") != self.hash or not results.is_file():
             return None
         return json.loads(results.read_text())
+
+    def finished_with_other_config(self, resolved: dict) -> list[str] | None:
+        """The keys that changed, when this dir holds a finished run of another config; else None."""
+        saved = self.path / "resolved_config.yaml"
+        if not self.marker.is_file() or not saved.is_file():
+            return None
+        if json.loads(self.marker.read_text()).get("config_hash") == self.hash:
+            return None
+        return changed_keys(yaml.safe_load(saved.read_text()) or {}, resolved)
 
     def resumable(self, force: bool = False) -> bool:
         """True when the dir holds an unfinished run of this config that can be resumed (reads only)."""

@@ -1,6 +1,7 @@
 """Faults and re-runs: a crashed job resumes to the same result, finished jobs are skipped, nothing leaks."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -117,10 +118,13 @@ def test_finished_job_is_skipped_and_force_redoes_it(tmp_path, monkeypatch):
     assert len(old) == 1 and (old[0] / "results.json").is_file() and (old[0] / "COMPLETE.json").is_file()
 
 
-def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_path):
+def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_path, caplog):
     base = ["trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4"]
     runner.run(make_cfg(tmp_path, *base))
-    second = runner.run(make_cfg(tmp_path, *base, "attack.poison_rate=0.2"))
+    with caplog.at_level(logging.INFO, logger="mbdef"):
+        second = runner.run(make_cfg(tmp_path, *base, "attack.poison_rate=0.2", "trainer.threads=1"))
+    # the log says why the finished job is redone, naming only the key that matters (threads do not)
+    assert "holds a finished run of another config (changed: attack.poison_rate): re-running" in caplog.text
     assert second["poison"]["rate"] == 0.2 and second["resumed"] is False
     out = tmp_path / "run"
     assert json.loads((out / "COMPLETE.json").read_text())["config_hash"] == second["config_hash"]

@@ -36,7 +36,7 @@ def default_behaviours(triggers: list[str], mode: str) -> list[str]:
 class MBDefense(Defense):
     name = "mb_defense"
 
-    def __init__(self, n_triggers: int = 3, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
+    def __init__(self, n_triggers: int = 1, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
                  behaviours: str | list[str] = "distinct", rate_per_trigger: float = 0.04,
                  position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 1.0,
                  defensive_poisoning: bool = True, stage2_insert: str = "defensive", seed: int = 0):
