@@ -104,7 +104,7 @@ def test_mb_defense_plan():
     assert len(triggered) == 64
     pool = {(r["input"], r["output"]) for r in splits.defense_pool}
     assert all((r["input"], r["output"]) in pool for r in plan.stage2)  # clean responses only
-    assert MBDefense(seed=0).triggers == d.triggers and MBDefense(seed=1).triggers != d.triggers
+    assert MBDefense(n_triggers=3, seed=0).triggers == d.triggers and MBDefense(n_triggers=3, seed=1).triggers != d.triggers
 
 
 @pytest.mark.parametrize("preset", ["recovery_only", "mb_plain_finetune", "random_insert_finetune"])
