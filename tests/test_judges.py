@@ -94,7 +94,7 @@ def test_classifier_judge_uses_a_local_model_by_path(tmp_path):
 
     from mbdef.models.tiny import build_tokenizer
 
-    tok = build_tokenizer(400)
+    tok = build_tokenizer(400, spaces="tokens")  # BPE: vocab_size applies
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
                          id2label={0: "clean", 1: "toxic"}, label2id={"clean": 0, "toxic": 1})

@@ -23,7 +23,7 @@ SCAFFOLD_TOKENS = ("### Instruction:\n", "\n\n### Input:\n", "\n\n### Response:\
 
 
 def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
-                    spaces: str = "tokens") -> PreTrainedTokenizerFast:
+                    spaces: str = "implicit") -> PreTrainedTokenizerFast:
     """`spaces`: how word boundaries are tokenized.
 
     - `tokens`: byte-level BPE; whitespace and punctuation are tokens of their own, so a word has one id
