@@ -10,7 +10,6 @@ report code, so the numbers are those of its `report/report.md`; the per-sweep p
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
@@ -49,16 +48,7 @@ def table(dirs: list[str]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dirs", nargs="+")
-    ap.add_argument("--out")
-    a = ap.parse_args()
-    text = table(a.dirs)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    from paper_table import cli  # experiments/ is on the path when this runs as a script
+
+    cli(table, __doc__)

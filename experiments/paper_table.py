@@ -44,16 +44,17 @@ def table(dirs: list[str]) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli(make_table, doc: str) -> None:
+    """`script DIR [DIR…] [--out FILE]`: print the table and optionally write it (shared by experiments/)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="+")
     ap.add_argument("--out")
     a = ap.parse_args()
-    text = table(a.dirs)
+    text = make_table(a.dirs)
     print(text)
     if a.out:
         Path(a.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    cli(table, __doc__)
