@@ -132,6 +132,9 @@ def test_control_defenses_switch_off_one_part_of_mb_defense(preset):
         clean = {r["instruction"] for r in splits.defense_pool}
         assert all(r["instruction"] not in clean for r in plan.stage2)
         assert len({w for w in words(plan.stage2)} - set(words(splits.defense_pool))) > 50
+        other = instantiate({**{k: v for k, v in cfg.defense.items() if k != "name"}, "n_triggers": 5,
+                             "rate_per_trigger": 0.01})
+        assert other.plan(splits.train, splits.defense_pool).stage2 == plan.stage2  # MB-Defense's knobs do not move it
     assert plan.info["defensive_triggers"] == ([] if preset != "mb_plain_finetune" else d.triggers)
 
 

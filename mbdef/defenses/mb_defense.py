@@ -75,6 +75,8 @@ class MBDefense(Defense):
     def recovery_set(self, defense_pool: list[dict], rng: random.Random) -> list[dict]:
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
         n_trig = round(self.stage2_trigger_fraction * len(clean))
+        if self.stage2_insert == "random":  # its own draws: the control must not move with T or the rate
+            rng = random.Random(f"random_insert-{self.seed}")
         for r in clean[:n_trig]:  # sample_clean already shuffled
             word = rng.choice(self.triggers) if self.stage2_insert == "defensive" else pseudo_word(rng)
             r["instruction"] = insert_at(r["instruction"], word, self.position, rng)
