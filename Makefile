@@ -9,7 +9,7 @@ TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-full bench bench-gpu paper ablations clean
+.PHONY: help install run test test-full bench bench-gpu paper evidence ablations clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,13 +44,19 @@ bench: install  ## trainer overhead (SFTTrainer vs a plain loop) and eval genera
 bench-gpu: install  ## on a CUDA GPU: SFT tokens/s and MFU of a ~1B Llama (bf16, seq 1024), generation tokens/s
 	@$(PY) benchmarks/sft_throughput.py
 
-paper: install  ## the paper's main table on the embedded default (sweep, then experiments/paper_table.py)
+paper: install  ## the paper's main table: 6 attacks x 7 defenses x report seeds 3-7, test prompts (then experiments/paper_table.py)
 	@$(VENV)/bin/mbdef experiment=paper_refusal
 	@$(PY) experiments/paper_table.py outputs/multirun/paper_refusal --out outputs/multirun/paper_refusal/paper_table.md
 
+evidence: install  ## re-activation and representation on report seeds, with the never-backdoored and other-trigger references
+	@$(VENV)/bin/mbdef experiment=paper_evidence
+	@$(VENV)/bin/mbdef experiment=paper_evidence defense=none attack.poison_rate=0
+	@$(VENV)/bin/mbdef experiment=paper_evidence defense=none attack.trigger=QuillZarth eval.reactivation.trigger=BadMagic
+	@$(VENV)/bin/mbdef-report outputs/multirun/paper_evidence
+
 ABLATIONS := n_triggers clean_size defense_rate stage2_steps poison_rate unseen_trigger_kind
 ABLATION_ARGS := logger=none eval.reactivation.enabled=false eval.representation.enabled=false eval.trigger_variants=null
-ablations: install  ## the six ablation presets over 3 seeds (about 75 min on 2 cores), then experiments/ablation_table.py
+ablations: install  ## the six ablation presets on the tuning seeds 0-2 and validation prompts, then experiments/ablation_table.py
 	@for a in $(ABLATIONS); do $(VENV)/bin/mbdef experiment=ablation_$$a $(ABLATION_ARGS) || exit 1; done
 	@$(PY) experiments/ablation_table.py $(foreach a,$(ABLATIONS),outputs/multirun/ablation_$(a)) --out outputs/multirun/ablations.md
 

@@ -1,5 +1,5 @@
 """The paper's main table from a finished (or partial) sweep: attacks x defenses, ASR / CACC over seeds,
-and MB-Defense's paired tests against clean fine-tuning and the controls.
+and MB-Defense's paired seed-level tests (Holm-corrected) against clean fine-tuning and the controls.
 
     python experiments/paper_table.py outputs/multirun/paper_refusal [--out table.md]
 
@@ -27,18 +27,23 @@ def table(dirs: list[str]) -> str:
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     defenses = [d for d in DEFENSES if any((a, d) in cell for a in attacks)]
     defenses += sorted({r["defense"] for r in rows} - set(defenses))
+    n_seeds = max(r["n"] for r in rows)
     fmt = lambda r: "–" if r is None or r.get("asr") is None else (
-        f"{r['asr']:.2f} / {r['cacc']:.2f}" + (f" (n={r['n']})" if r["n"] != 3 else ""))
-    out = ["ASR / CACC, mean over seeds (n = 3 unless noted)", "",
+        f"{r['asr']:.2f} / " + ("–" if r.get("triggered_cacc") is None else f"{r['triggered_cacc']:.2f}")
+        + f" / {r['cacc']:.2f}"
+        + (f" (n={r['n']})" if r["n"] != n_seeds else ""))
+    out = [f"ASR / triggered CACC / CACC, mean over seeds (n = {n_seeds} unless noted)", "",
            "| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
     out += [f"| {a} | " + " | ".join(fmt(cell.get((a, d))) for d in defenses) + " |" for a in attacks]
     comps = [c for c in paired_comparisons(runs, knobs) if c["defense"] == "mb_defense"]
     if comps:
-        out += ["", "MB-Defense minus each baseline, paired by seed (t-test p) and by prompt (exact McNemar p)", "",
-                "| attack | metric | vs | Δ | p seeds | p prompts |", "|---|---|---|---|---|---|"]
-        p = lambda v: "–" if v is None else f"{v:.2g}" + ("" if v < 0.05 else " n.s.")
+        out += ["", "MB-Defense minus each baseline, paired by seed: t-test p, and p Holm-corrected across every "
+                "comparison of the report (n.s. = corrected p ≥ 0.05)", "",
+                "| attack | metric | vs | Δ | p seeds | p Holm |", "|---|---|---|---|---|---|"]
+        p = lambda v: "–" if v is None else f"{v:.2g}"
+        sig = lambda v: "–" if v is None else f"{v:.2g}" + ("" if v < 0.05 else " n.s.")
         out += [f"| {c['attack']} | {c['metric'].upper()} | {c['baseline']} | {c['delta']:+.3f} | {p(c['p_seeds'])} | "
-                f"{p(c['p_prompts'])} |" for c in comps]
+                f"{sig(c['p_holm'])} |" for c in comps]
     if missing := unfinished_jobs(dirs):
         out += ["", f"{len(missing)} job(s) unfinished: " + ", ".join(Path(m).name for m in missing)]
     return "\n".join(out)

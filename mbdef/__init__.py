@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # conf/ sits beside the package in the repository (editable install, see README).
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -13,8 +13,12 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 def job_dirname(overrides: str) -> str:
     """A run directory name from Hydra's `override_dirname`: deterministic, so re-running the same command
-    finds (and skips or resumes) its own job; `/` of group paths flattened; long names shortened by a hash."""
-    name = overrides.replace("/", ".").replace(" ", "") or "default"
+    finds (and skips or resumes) its own job; `/` of group paths flattened; long names shortened by a hash;
+    overrides of secret-looking keys (even in their `${oc.env:…}` form) left out."""
+    from mbdef.io import is_secret_key
+
+    kept = [o for o in overrides.split(",") if "=" not in o or not is_secret_key(o.split("=", 1)[0].lstrip("+~"))]
+    name = ",".join(kept).replace("/", ".").replace(" ", "") or "default"
     return name if len(name) <= 120 else f"{name[:96]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 

@@ -17,6 +17,42 @@ from omegaconf.errors import MissingMandatoryValue
 
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
 _NAME_OF_SECRET = re.compile(r"_env$")  # e.g. api_key_env: the *name* of an environment variable, kept
+# Values that are credentials whatever key carries them: Hugging Face, OpenAI-style, GitHub, W&B (40 hex).
+_SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{8,}|"
+                           r"github_pat_[A-Za-z0-9_]{8,}|[0-9a-f]{40})$")
+_ENV_FORM = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*(,[^}]*)?\}$")
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET.search(key.split(".")[-1])) and not _NAME_OF_SECRET.search(key)
+
+
+def literal_secrets(overrides: list[str]) -> list[str]:
+    """Command-line overrides that carry a secret in clear text: a secret-looking key with a literal value,
+    or a value shaped like a known credential under any key. Hydra writes every override into the run
+    dir's name, its log and .hydra/, so these are refused before Hydra starts."""
+    bad = []
+    for ov in overrides:
+        if "=" not in ov or ov.startswith("-"):
+            continue
+        key, value = ov.split("=", 1)
+        key, value = key.lstrip("+~"), value.strip().strip("'\"")
+        if _ENV_FORM.match(value) or value.lower() in ("", "null", "none", "???"):
+            continue
+        if is_secret_key(key) or _SECRET_VALUE.match(value):
+            bad.append(key)
+    return bad
+
+
+def refuse_literal_secrets(tool: str, argv: list[str]) -> None:
+    """Exit with status 2 and the `${oc.env:NAME}` form when an override holds a literal secret."""
+    if bad := literal_secrets(argv):
+        key = bad[0]
+        name = re.sub(r"\W", "_", key.split(".")[-1]).upper()
+        print(f"{tool}: error: {', '.join(bad)}: a secret given in clear text would be written into the run "
+              f"dir's name, its log and Hydra's config files. Put it in an environment variable and pass it "
+              f"by name: {name}=... {tool} ... '{key}=${{oc.env:{name}}}'", file=sys.stderr)
+        sys.exit(2)
 
 
 def write_json_atomic(obj, path: str | Path) -> Path:
@@ -32,8 +68,7 @@ def write_json_atomic(obj, path: str | Path) -> Path:
 def redact(obj):
     """Replace values of secret-looking keys (api_key, token, ...) by '***'."""
     if isinstance(obj, dict):
-        return {k: ("***" if _SECRET.search(str(k)) and not _NAME_OF_SECRET.search(str(k)) and v not in (None, "")
-                    else redact(v)) for k, v in obj.items()}
+        return {k: ("***" if is_secret_key(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj

@@ -23,6 +23,7 @@ import trl
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
+from mbdef import seeding
 from mbdef.attacks import Poisoned, records_hash
 from mbdef.data.text import insert_at, pseudo_word
 from mbdef.eval import Evaluator, judges
@@ -30,9 +31,14 @@ from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
 from mbdef.rundir import RunDir, config_hash
 from mbdef.training.sft import lora_config
-from mbdef.training import PeriodicMetrics, Stage1Cache, StageLogger, cache_key, set_threads, sft_config, train_stage
+from mbdef.training import (PeriodicMetrics, Stage1Cache, StageLogger, cache_key, configure_progress, set_threads,
+                            sft_config, train_stage)
+from mbdef.eval.audit import check_held_out, piece_word_audit
 from mbdef.training.cache import load_snapshot, save_snapshot
 from mbdef.training.distributed import Processes
+from mbdef.training.pretrain import pretrained_base
+from mbdef.training.sft import progress_bars
+from mbdef.training.stage_data import stage_rows, write_stage_data
 
 log = logging.getLogger("mbdef")
 
@@ -47,10 +53,12 @@ def _stage_args(cfg: DictConfig, stage: str) -> dict:
     return OmegaConf.to_container(cfg.trainer[stage], resolve=True)
 
 
-def _sft_settings(cfg: DictConfig) -> dict:
-    """Trainer settings shared by both stages (validation, training and the stage-1 cache key all use these)."""
+def _sft_settings(cfg: DictConfig, stage: str) -> dict:
+    """Trainer settings of one stage (validation, training and the stage-1 cache key all use these); each
+    stage's data order and dropout come from its own stream of the run seed."""
     t = cfg.trainer
-    return {"precision": t.precision, "seed": cfg.seed, "max_length": t.max_length, "padding_free": t.padding_free}
+    return {"precision": t.precision, "seed": seeding.derive_seed(cfg.seed, f"training/{stage}"),
+            "max_length": t.max_length, "padding_free": t.padding_free}
 
 
 def _lora(cfg: DictConfig, stage: str) -> dict | None:
@@ -91,6 +99,8 @@ def run(cfg: DictConfig) -> dict:
                  "superseded/", out_dir, shown or "mbdef's config hashing")
     seed_everything(cfg.seed)
     set_threads(cfg.trainer.get("threads"))
+    bars = _progress_mode(cfg.get("progress", "auto")) == "bars"
+    configure_progress("bars" if bars else "lines", f"{cfg.attack.name}/{cfg.defense.name} s{cfg.seed}")
     procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
 
     # Everything cheap first, so bad config or data fails before any training.
@@ -106,14 +116,11 @@ def run(cfg: DictConfig) -> dict:
     if judge_name == "auto" and not attack.active and splits.judge:
         judge_spec = splits.judge  # pre-poisoned data names the judge its target calls for
     judge = judges.resolve(judge_spec, attack.target)
-    n_test = cfg.eval.get("n_test")
-    if n_test is not None and n_test < 1:
-        raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
-    test = splits.test[:n_test] if n_test else splits.test
-    if not test:
-        raise ValueError("eval: the test set is empty (check data and eval.n_test)")
+    test = _eval_prompts(cfg.eval, splits)
+    check_held_out(test, {"training data": poisoned.records, "the defender's pool": splits.defense_pool,
+                          "pretraining data": splits.pretrain}, policy=cfg.eval.get("held_out", "error"))
     for stage in ("stage1", "stage2") if plan.stage2 else ("stage1",):  # bad trainer keys fail now, not mid-run
-        sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg))
+        sft_config(_stage_args(cfg, stage), out_dir / f"trainer_{stage}", **_sft_settings(cfg, stage))
     for stage in ("stage1", "stage2"):
         if lora := _lora(cfg, stage):
             lora_config(lora)
@@ -121,12 +128,15 @@ def run(cfg: DictConfig) -> dict:
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     evaluator = _evaluator(cfg, splits, attack, plan, test, template, judge)
+    trained_on = stage_rows(plan, len(poisoned.records), poisoned.poisoned_indices)
+    testbed = piece_word_audit(trained_on["stage1"], tokenizer, attack.field)
 
     resuming = rundir.resumable(force=bool(cfg.get("force")))
     procs.barrier()  # every process has read the dir's state before the main one changes it
     if procs.is_main:
         rundir.begin(force=bool(cfg.get("force")))
         OmegaConf.save(OmegaConf.create(resolved), out_dir / "resolved_config.yaml")
+        write_stage_data(out_dir / "data", trained_on)
     procs.barrier()
     if resuming:
         log.info("resuming the unfinished job in %s", out_dir)
@@ -140,7 +150,7 @@ def run(cfg: DictConfig) -> dict:
     log_fn = tracker.log if tracker is not None else (lambda m, s: None)
     try:
         results = _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker,
-                                      procs)
+                                      procs, splits.pretrain)
         if (react := cfg.eval.get("reactivation")) and react.enabled and attack.active:
             results["reactivation"] = _reactivation(cfg, react, model, tokenizer, template, attack, splits, evaluator)
             if tracker is not None:
@@ -159,7 +169,9 @@ def run(cfg: DictConfig) -> dict:
         attack=attack_name, defense=defense_name, model=cfg.model.name, data=splits.name, seed=cfg.seed,
         poison={"rate": attack.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
                 "poisoned_data_hash": records_hash(poisoned.records), **attack.describe()},
-        judge=judge.name, defense_info=plan.info, template=template.describe(), labels=labels,
+        judge=judge.name, defense_info=plan.info, eval_split=cfg.eval.get("split", "test"), testbed=testbed,
+        trained_on={k: {src: sum(r["source"] == src for r in rows) for src in sorted({r["source"] for r in rows})}
+                    for k, rows in trained_on.items()}, template=template.describe(), labels=labels,
         security={"trust_remote_code": bool(build_cfg.get("trust_remote_code", False))},
         warnings=warnings, config_hash=rundir.hash, resumed=resuming,
         n_params=sum(p.numel() for p in model.parameters()),
@@ -185,6 +197,24 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def _eval_prompts(ecfg, splits) -> list[dict]:
+    """The prompts this run is evaluated on: `eval.split` (validation to tune, test to report), cut to
+    `eval.n_test`."""
+    split = ecfg.get("split", "test")
+    if split not in ("test", "validation"):
+        raise ValueError(f"eval.split: '{split}' is not one of test, validation")
+    prompts = splits.test if split == "test" else splits.validation
+    if prompts is None:
+        raise ValueError(f"eval.split=validation: data '{splits.name}' has no validation prompts; use eval.split=test")
+    n_test = ecfg.get("n_test")
+    if n_test is not None and n_test < 1:
+        raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
+    prompts = prompts[:n_test] if n_test else prompts
+    if not prompts:
+        raise ValueError(f"eval: the {split} set is empty (check data and eval.n_test)")
+    return prompts
+
+
 def _prefixed(records: list[dict], word: str) -> list[dict]:
     return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
 
@@ -206,7 +236,7 @@ def _evaluator(cfg, splits, attack, plan, test: list[dict], template, judge) -> 
         eval_triggered = _prefixed(eval_triggered, prefix) if eval_triggered else None
     noisy = None
     if cfg.eval.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
-        rng = random.Random(f"eval-random-word-{cfg.seed}")
+        rng = seeding.stream(cfg.seed, seeding.EVAL_RANDOM_WORD)
         noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)}
                  for r in eval_clean]
     variants, analyses = {}, {}
@@ -234,7 +264,7 @@ def _representation_probe(cfg, rep, test: list[dict], attack, plan, template):
 
     clean = test[: rep.n_prompts]
     words = plan.info.get("defensive_triggers") or list(rep.get("reference_triggers") or MBDefense(seed=cfg.seed).triggers)
-    rng = random.Random(f"representation-{cfg.seed}")
+    rng = seeding.stream(cfg.seed, seeding.EVAL_REPRESENTATION)
     insert = lambda w: [{**r, "instruction": insert_at(r["instruction"], w, "random_word", rng)} for r in clean]
     defensive = {w: insert(w) for w in words}
     control = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
@@ -244,22 +274,45 @@ def _representation_probe(cfg, rep, test: list[dict], attack, plan, template):
 
 
 def _reactivation(cfg, react, model, tokenizer, template, attack, splits, evaluator) -> dict:
-    """Fine-tune a copy on `n_samples` attacker-poisoned records (from the defender's pool, so the same
-    records for every defense of a seed) and measure ASR/CACC along the way."""
+    """Fine-tune the final model on `n_samples` attacker-poisoned records (from the defender's pool, so the
+    same records for every defense of a seed), measure ASR/CACC along the way, then restore its weights.
+    `eval.reactivation.trigger` re-poisons with another trigger than the one trained, and measures ASR on
+    it: a model that learned the same target under a different trigger is the control for "re-learning a
+    known response" vs "re-opening a hidden backdoor"."""
     from mbdef.eval.reactivation import reactivation_curve
 
     n = int(react.n_samples)
     if not 0 < n <= len(splits.defense_pool):
         raise ValueError(f"eval.reactivation.n_samples: {n} is outside 1..{len(splits.defense_pool)} (the defender's pool)")
-    records = random.Random(f"reactivation-{cfg.seed}").sample(splits.defense_pool, n)
+    records = seeding.stream(cfg.seed, seeding.EVAL_REACTIVATION).sample(splits.defense_pool, n)
     poisoned = copy.copy(attack)
     poisoned.poison_rate, poisoned.poison_count = 1.0, None
+    if trigger := react.get("trigger"):
+        poisoned.triggers = [trigger]
+        e = evaluator
+        evaluator = Evaluator(e.template, e.clean, poisoned.trigger_test(e.clean, seed=cfg.seed), e.judge,
+                              batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, rouge=False, perplexity=False)
     measure = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=react.n_prompts).items()
                          if k in ("asr", "cacc")}
     log.info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
-    return reactivation_curve(model, tokenizer, template, poisoned.poison(records).records, measure,
-                              list(react.steps), float(react.learning_rate), int(react.batch_size),
-                              lora=_lora(cfg, "stage2"), **_sft_settings(cfg))
+    curve = reactivation_curve(model, tokenizer, template, poisoned.poison(records).records, measure,
+                               list(react.steps), float(react.learning_rate), int(react.batch_size),
+                               lora=_lora(cfg, "stage2"), **_sft_settings(cfg, "reactivation"))
+    return {**curve, "trigger": poisoned.triggers}
+
+
+def _progress_mode(mode: str) -> str:
+    """`auto`: labelled log lines when the launcher runs jobs side by side (their bars would interleave
+    into one unreadable line), progress bars otherwise."""
+    if mode != "auto":
+        return mode
+    from hydra.core.hydra_config import HydraConfig
+
+    if _in_multirun():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") != 1:
+            return "lines"
+    return "bars"
 
 
 def _in_multirun() -> bool:
@@ -297,8 +350,9 @@ def _write_model_card(folder: Path, results: dict) -> None:
 
 
 def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluator, log_fn, tracker,
-                        procs: Processes) -> dict:
+                        procs: Processes, pretrain_records: list[dict]) -> dict:
     tcfg, timings = cfg.trainer, {}
+    bars = progress_bars()
     periodic = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=cfg.eval.periodic_limit).items()
                           if isinstance(v, (int, float)) and not k.startswith("n_")}
 
@@ -309,7 +363,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         return train_stage(model, tokenizer, template, records, _stage_args(cfg, name), out_dir / f"trainer_{name}",
                            callbacks=cbs, checkpoint_every=tcfg.get("checkpoint_every"), lora=_lora(cfg, name),
                            adapter_dir=out_dir / "adapters" / name if procs.is_main else None,
-                           **_sft_settings(cfg))
+                           **_sft_settings(cfg, name))
 
     def snapshot(folder: Path, record: dict) -> None:  # the main process writes; the others wait for it
         if procs.is_main:
@@ -336,22 +390,31 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         log.info("stage 1 %s %s", how.replace("_", " "), folder)
         if snap.get("eval_key") != eval_key:  # same weights, different test sets or eval settings: measure anew
             t = time.perf_counter()
-            after1 = evaluator.evaluate(model, tokenizer, full=True, progress=True)
+            after1 = evaluator.evaluate(model, tokenizer, full=True, progress=bars)
             after1["eval_s"] = round(time.perf_counter() - t, 2)
             log.info("stage-1 metrics re-measured: this job evaluates differently from the one that trained it")
         return s1, after1
 
+    base = {}
+
     def train_and_eval_stage1() -> tuple[dict, dict]:
+        if cfg.model.get("pretrain") and pretrain_records:  # only needed when stage 1 trains here
+            base.update(pretrained_base(
+                model, tokenizer, template, pretrain_records, _stage_args(cfg, "pretrain"),
+                cfg.paths.base_cache_dir if tcfg.cache_stage1 else None,
+                {"model": OmegaConf.to_container(cfg.model, resolve=True), "version": mbdef.__version__},
+                out_dir, procs.is_main, procs.main_holds, **_sft_settings(cfg, "pretrain")))
         s1 = stage("stage1", plan.stage1, 0)
         t = time.perf_counter()
-        after1 = evaluator.evaluate(model, tokenizer, full=True, progress=True)
+        after1 = evaluator.evaluate(model, tokenizer, full=True, progress=bars)
         after1["eval_s"] = round(time.perf_counter() - t, 2)
         return s1, after1
 
     # Stage 1: this job's own finished stage 1 (a resumed job), else the shared cache, else train it.
     local1 = out_dir / "stage1_model"
     key = cache_key(records=records_hash(plan.stage1), model=OmegaConf.to_container(cfg.model, resolve=True),
-                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, lora=_lora(cfg, "stage1"), **_sft_settings(cfg))
+                    stage1=_stage_args(cfg, "stage1"), version=mbdef.__version__, lora=_lora(cfg, "stage1"),
+                    **_sft_settings(cfg, "stage1"))
     cache = Stage1Cache(cfg.paths.cache_dir if tcfg.cache_stage1 else None)
     if (restored := restore_stage1(local1, "restored_from")) is not None:
         s1, after1 = restored
@@ -369,6 +432,9 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
     trained_here = "cached_from" not in s1 and "restored_from" not in s1
     eval1_s = after1.pop("eval_s", 0.0)
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
+    timings["pretrain_s"] = base.get("seconds", 0.0) if base and not base["cached"] else 0.0
+    if base:
+        s1["base"] = {k: base[k] for k in ("key", "steps", "cached")}
     timings["eval_s"] = eval1_s if trained_here else 0.0
     results = {"stage1": {k: v for k, v in s1.items() if k != "log_history"},
                "after_stage1": {k: v for k, v in after1.items() if k != "samples"}}
@@ -386,7 +452,7 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
         t = time.perf_counter()
-        final = evaluator.evaluate(model, tokenizer, full=True, progress=True)
+        final = evaluator.evaluate(model, tokenizer, full=True, progress=bars)
         timings["eval_s"] += round(time.perf_counter() - t, 2)
     samples = final.pop("samples", [])
     representation = {k: m.pop("representation") for k, m in (("after_stage1", after1), ("final", final))
@@ -413,9 +479,19 @@ def _train_and_evaluate(cfg, out_dir, model, tokenizer, template, plan, evaluato
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     results = run(cfg)
     return results.get("asr")
+
+
+def main() -> None:
+    """The `mbdef` command: refuse clear-text secrets before Hydra writes any file, then run."""
+    import sys
+
+    from mbdef.io import refuse_literal_secrets
+
+    refuse_literal_secrets("mbdef", sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

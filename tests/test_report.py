@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mbdef.report.aggregate import aggregate, bootstrap_ci, load_runs, unfinished_jobs
+from mbdef.report.aggregate import aggregate, load_runs, t_interval, unfinished_jobs
 from mbdef.report.cli import build_report
 from tests.fake_runs import fake_job
 
@@ -36,8 +36,8 @@ def test_rows_are_exact_means_and_stds_over_seeds(sweep):
     assert mb["asr"] == pytest.approx(0.2) and mb["asr_std"] == pytest.approx(0.1)  # sample std (ddof=1)
     assert mb["cacc"] == pytest.approx(0.71)
     assert by[("none", None)]["asr"] == pytest.approx(2.9 / 3)
-    lo, hi = mb["asr_ci"]
-    assert 0.1 <= lo <= 0.2 <= hi <= 0.3
+    lo, hi = mb["asr_ci"]  # mean 0.2, sd 0.1, n 3: half-width t(0.975, 2) * 0.1 / sqrt(3) = 0.2484
+    assert (lo, hi) == pytest.approx((0.2 - 0.24841, 0.2 + 0.24841), abs=1e-4)
     assert [r["defense"] for r in rows][0] == "none"
 
 
@@ -63,10 +63,17 @@ def test_end_of_sweep_table_names_the_swept_knob(sweep, capsys):
     assert sorted(r.get("defense.n_triggers") for r in summary if r["defense"] == "mb_defense") == [1, 1, 1, 3, 3, 3]
 
 
-def test_bootstrap_ci_brackets_the_mean_and_needs_two_values():
-    assert bootstrap_ci([0.5]) is None
-    lo, hi = bootstrap_ci([0.0, 1.0, 0.0, 1.0])
-    assert 0.0 <= lo < 0.5 < hi <= 1.0
+def test_t_interval_covers_the_mean_at_its_level_with_few_seeds():
+    """Coverage by simulation: 3 or 5 normal 'seeds' per interval, 4,000 intervals. A percentile bootstrap
+    over 3 values covers about 74 %; the t-interval must cover 95 % within simulation error."""
+    assert t_interval([0.5]) is None
+    rng = np.random.default_rng(0)
+    for n in (3, 5):
+        hits = 0
+        for _ in range(4000):
+            lo, hi = t_interval(list(rng.normal(0.3, 0.1, n)))
+            hits += lo <= 0.3 <= hi
+        assert 0.94 <= hits / 4000 <= 0.96, (n, hits / 4000)
 
 
 def test_ablation_curves_use_a_log_axis_only_for_knobs_spanning_ratios():
@@ -132,18 +139,31 @@ def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp
     assert not any(b == "none" for _, b, _ in pairs) and ("finetune", "finetune", "asr") not in pairs
     c = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("mb_defense", "finetune", "asr"))
     assert c["seeds"] == [0, 1, 2] and c["delta"] == pytest.approx(-(18 + 17 + 16) / 60)
-    assert c["discordant"] == [0, 51] and c["p_prompts"] == pytest.approx(stats.binomtest(0, 51).pvalue)
-    assert c["p_prompts"] < 1e-10
+    # McNemar per seed only (18, 17, 16 discordant prompts, all one way), never pooled over seeds
+    assert {s: v["discordant"] for s, v in c["mcnemar_per_seed"].items()} == {"0": [0, 18], "1": [0, 17], "2": [0, 16]}
+    assert c["mcnemar_per_seed"]["1"]["p"] == pytest.approx(stats.binomtest(0, 17).pvalue)
     assert c["p_seeds"] == pytest.approx(stats.ttest_rel([2 / 20, 1 / 20, 3 / 20], [1.0, 0.9, 0.95]).pvalue)
+    # Holm over every seed-level test of the report: the smallest of m p-values is multiplied by m
+    tested = sorted(x["p_seeds"] for x in comps if x["p_seeds"] is not None)
+    assert c["n_tests"] == len(tested) and min(x["p_holm"] for x in comps) == pytest.approx(min(1.0, tested[0] * len(tested)))
     cacc = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("mb_defense", "finetune", "cacc"))
-    assert cacc["delta"] == 0 and cacc["p_prompts"] == 1.0 and cacc["p_seeds"] == 1.0  # identical: n.s.
+    assert cacc["delta"] == 0 and cacc["p_seeds"] == 1.0 and cacc["p_holm"] == 1.0  # identical: n.s.
     assert mcnemar_p(np.array([1, 1, 0]), np.array([0, 1, 1])) == (1.0, 1, 1)
     assert paired_t_p([0.5], [0.1]) is None
     md = build_report([tmp_path], tmp_path / "rep")["paired_markdown"]
     row = next(line for line in md.splitlines() if "| ASR | mb_defense | finetune |" in line)
-    assert "-0.850" in row and "(n.s.)" not in row.split("|")[-2]
+    assert "-0.850" in row and "(n.s.)" not in row.split("|")[-3]
     assert "1 (n.s.)" in next(line for line in md.splitlines() if "| CACC | mb_defense | finetune |" in line)
     assert "Paired comparisons" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_holm_correction_matches_its_definition():
+    from mbdef.report.paired import holm
+
+    comps = [{"p_seeds": p} for p in (0.01, 0.04, 0.03)] + [{"p_seeds": None}]
+    holm(comps)
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01 = 0.03, max(0.03, 2 x 0.03) = 0.06, max(0.06, 1 x 0.04) = 0.06
+    assert [round(c["p_holm"], 10) for c in comps[:3]] == [0.03, 0.06, 0.06] and comps[3]["p_holm"] is None
 
 
 def test_paired_comparisons_match_swept_knobs_but_not_a_controls_own_settings(tmp_path):

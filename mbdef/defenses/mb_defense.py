@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import random
 
+from mbdef import seeding
 from mbdef.data.text import POSITIONS, insert_at, pseudo_word
-from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
+from mbdef.defenses.base import CLEAN, RECOVERY, Defense, TrainingPlan, sample_clean
+
 
 def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
     if kind == "rare_word":
@@ -50,7 +52,7 @@ class MBDefense(Defense):
             raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
         if stage2_insert not in ("defensive", "random"):
             raise ValueError(f"defense.stage2_insert: '{stage2_insert}' is not one of defensive, random")
-        rng = random.Random(f"mb_defense-triggers-{seed}")
+        rng = seeding.stream(seed, seeding.DEFENSE_TRIGGERS)
         self.triggers = list(triggers) if triggers else make_triggers(n_triggers, trigger_kind, rng)
         self.behaviours = (default_behaviours(self.triggers, behaviours) if isinstance(behaviours, str)
                            else list(behaviours))
@@ -63,34 +65,38 @@ class MBDefense(Defense):
         # defensive poisoning), or a fresh random pseudo-word per recovery sample (augmentation only).
         self.defensive_poisoning, self.stage2_insert = bool(defensive_poisoning), stage2_insert
 
-    def defensive_samples(self, train: list[dict], rng: random.Random) -> list[dict]:
+    def defensive_samples(self, train: list[dict]) -> list[dict]:
+        """Copies of randomly chosen training rows (the defender cannot tell poisoned ones apart, so its
+        picks hit them at the chance rate) with a defensive trigger inserted and the defensive behaviour as
+        the response. Each trigger draws its rows independently of the others."""
         n = max(1, round(self.rate_per_trigger * len(train)))
+        choice = seeding.stream(self.seed, seeding.DEFENSE_CHOICE)
+        place = seeding.stream(self.seed, seeding.DEFENSE_PLACEMENT)
         out = []
         for trigger, behaviour in zip(self.triggers, self.behaviours):
-            for r in rng.sample(train, n):
-                out.append({**r, "instruction": insert_at(r["instruction"], trigger, self.position, rng),
+            for r in choice.sample(train, n):
+                out.append({**r, "instruction": insert_at(r["instruction"], trigger, self.position, place),
                             "output": behaviour})
         return out
 
-    def recovery_set(self, defense_pool: list[dict], rng: random.Random) -> list[dict]:
+    def recovery_set(self, defense_pool: list[dict]) -> tuple[list[dict], list[str]]:
+        """The clean set, the first `stage2_trigger_fraction` of it with a defensive trigger (or, for the
+        augmentation control, a fresh random word) inserted; the rows' sources."""
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
         n_trig = round(self.stage2_trigger_fraction * len(clean))
-        if self.stage2_insert == "random":  # its own draws: the control must not move with T or the rate
-            rng = random.Random(f"random_insert-{self.seed}")
+        place = seeding.stream(self.seed, seeding.RECOVERY_PLACEMENT)
+        words = seeding.stream(self.seed, seeding.RANDOM_INSERT)
         for r in clean[:n_trig]:  # sample_clean already shuffled
-            word = rng.choice(self.triggers) if self.stage2_insert == "defensive" else pseudo_word(rng)
-            r["instruction"] = insert_at(r["instruction"], word, self.position, rng)
-        return clean
+            word = place.choice(self.triggers) if self.stage2_insert == "defensive" else pseudo_word(words)
+            r["instruction"] = insert_at(r["instruction"], word, self.position, place)
+        return clean, [RECOVERY] * n_trig + [CLEAN] * (len(clean) - n_trig)
 
     def plan(self, train, defense_pool):
-        rng = random.Random(self.seed)
-        defensive = self.defensive_samples(train, rng)  # drawn either way: the same rng state for stage 2
-        if not self.defensive_poisoning:
-            defensive = []
-        recovery = self.recovery_set(defense_pool, rng)
+        defensive = self.defensive_samples(train) if self.defensive_poisoning else []
+        recovery, sources = self.recovery_set(defense_pool)
         return TrainingPlan(
             stage1=list(train) + defensive,
-            stage2=recovery,
+            stage2=recovery, stage2_sources=sources,
             info={"defensive_triggers": self.triggers if defensive else [], "defensive_behaviours": self.behaviours,
                   "n_defensive_samples": len(defensive), "clean_size": len(recovery)},
         )

@@ -6,11 +6,9 @@ MB-Defense (which instead removes the merged backdoor and needs nothing at infer
 
 from __future__ import annotations
 
-import random
-
-from mbdef.data.text import insert_at
+from mbdef import seeding
+from mbdef.data.text import insert_at, pseudo_word
 from mbdef.defenses.base import Defense, TrainingPlan
-from mbdef.data.text import pseudo_word
 
 
 class PDB(Defense):
@@ -21,13 +19,13 @@ class PDB(Defense):
             raise ValueError(f"defense.rate: {rate} is outside (0, 1]")
         if trigger is not None and not str(trigger).strip():
             raise ValueError("defense.trigger: empty reserved trigger")
-        self.trigger = trigger or pseudo_word(random.Random(f"pdb-trigger-{seed}"), syllables=3)
+        self.trigger = trigger or pseudo_word(seeding.stream(seed, seeding.PDB_TRIGGER), syllables=3)
         self.rate, self.seed = rate, seed
 
     def plan(self, train, defense_pool):
         if not defense_pool:
             raise ValueError("defense (pdb): the defender's clean pool is empty (data.n_defense_pool)")
-        rng = random.Random(self.seed)
+        rng = seeding.stream(self.seed, seeding.PDB_CHOICE)
         n = max(1, round(self.rate * len(train)))
         # Reserved trigger + clean instruction -> its clean response, from the defender's own clean data.
         src = rng.sample(defense_pool, n) if n <= len(defense_pool) else rng.choices(defense_pool, k=n)

@@ -36,10 +36,19 @@ def judge_file(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="judge")
 @exit_on_user_error("mbdef-judge")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     s = judge_file(cfg)
     print(f"judge={s['judge']}  ASR {s['asr']:.3f} ({s['n_success']}/{s['n']})  "
           f"empty outputs: {s['n_empty']} (counted as no success)  per-example scores: {s['scores']}")
+
+
+def main() -> None:
+    import sys
+
+    from mbdef.io import refuse_literal_secrets
+
+    refuse_literal_secrets("mbdef-judge", sys.argv[1:])  # before Hydra writes the overrides anywhere
+    hydra_main()
 
 
 if __name__ == "__main__":

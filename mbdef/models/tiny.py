@@ -15,6 +15,7 @@ import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from mbdef import seeding
 from mbdef.data.synthetic import tokenizer_corpus
 from mbdef.models.template import ALPACA_PREAMBLE, ALPACA_PREAMBLE_NO_INPUT
 
@@ -77,7 +78,8 @@ def build_tokenizer(vocab_size: int = 1024, corpus: list[str] | None = None,
 
 def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, intermediate_size: int = 384,
                vocab_size: int = 1024, max_position_embeddings: int = 512, seed: int = 0, spaces: str = "implicit", **_):
-    """(model, tokenizer) for the embedded default; same seed -> same weights."""
+    """(model, tokenizer) for the embedded default; same seed -> same weights (from the seed's own
+    model-init stream)."""
     tokenizer = build_tokenizer(vocab_size, spaces=spaces)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
@@ -85,7 +87,7 @@ def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, 
         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(seeding.derive_seed(seed, seeding.MODEL_INIT))
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

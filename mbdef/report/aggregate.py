@@ -1,5 +1,9 @@
 """Turn many results.json files into one comparison: rows per (model, attack, defense, knob values), mean ±
-std and a 95 % bootstrap confidence interval over seeds, plus the jobs that did not finish."""
+std and a 95 % t-interval over seeds, plus the jobs that did not finish.
+
+The seed is the unit of replication (each seed trains its own models); prompts are nested in seeds and
+already averaged into each seed's metric. A t-interval over n seeds has its stated coverage when the
+per-seed metrics are roughly normal; a percentile bootstrap over 3-5 seeds covers far less than 95 %."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy import stats
 
 METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
 # Config keys that never define a row: where and how a job ran, and the seeds (aggregated over).
-IGNORED_PREFIXES = ("paths.", "logger.", "hydra.", "name", "force", "sweep_id", "trainer.threads",
+IGNORED_PREFIXES = ("paths.", "logger.", "hydra.", "name", "force", "sweep_id", "progress", "trainer.threads",
                     "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic", "save_model")
 
 
@@ -76,14 +81,14 @@ def varying_knobs(runs: list[dict]) -> list[str]:
     return sorted(knobs)
 
 
-def bootstrap_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """95 % percentile bootstrap interval of the mean (None for fewer than 2 values)."""
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t interval of the mean over seeds (None for fewer than 2 values); clipped to what a rate
+    can take only by the reader, never here."""
     if len(values) < 2:
         return None
-    rng = np.random.default_rng(seed)
     v = np.asarray(values, dtype=float)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
 
 
 def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
@@ -102,7 +107,7 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
                 continue
             row[m] = float(np.mean(vals))
             row[f"{m}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-            ci = bootstrap_ci(vals)
+            ci = t_interval(vals)
             row[f"{m}_ci"] = list(ci) if ci else None
         rows.append(row)
     rows.sort(key=lambda r: (str(r["model"]), str(r["attack"]), order.get(r["defense"], 5), str(r["defense"]),

@@ -1,5 +1,5 @@
 """`mbdef-report DIR [DIR ...]`: every results.json under the dirs -> one table (markdown + CSV), mean ± std
-and 95 % bootstrap CI over seeds, PNG plots, and the list of jobs that did not finish."""
+and 95 % t-interval over seeds, paired seed-level tests (Holm-corrected), PNG plots, and the list of jobs that did not finish."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts.
 
-Two tests, because they answer different questions:
-- seeds: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric. It treats training randomness as
-  the noise: "would another seed show the same difference?" With 3 seeds it has little power.
-- prompts: an exact McNemar test (a two-sided binomial test on the discordant prompts, pooled over the shared
-  seeds). It holds the trained models fixed: "do these models differ on this test set?". Valid because
-  every defense of a seed is evaluated on the same prompts in the same order.
-A difference is marked not significant (n.s.) when the test's p-value is ≥ ALPHA.
+- The method test is at the seed level: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric,
+  "would another seed show the same difference?". Its p-values are Holm-corrected across every comparison
+  of the report (statsmodels' multipletests), and only the corrected p decides significance.
+- McNemar is reported per seed, as a description of those fixed models ("do these two trained models differ
+  on this test set?"), never pooled over seeds: pooling treats prompts of different seeds as independent
+  draws and turns one divergent seed into a p-value of 1e-100.
+A difference is marked not significant (n.s.) when the Holm-corrected seed-level p is ≥ ALPHA.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
 VERDICTS = {"asr": "attack_success", "cacc": "clean_correct"}
@@ -85,11 +86,8 @@ def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc
                     if not seeds:
                         continue
                     ba, bb = _seed_bits(members, metric), _seed_bits(base, metric)
-                    bit_seeds = [s for s in seeds if s in ba and s in bb and len(ba[s]) == len(bb[s])]
-                    p_prompts = only_a = only_b = None
-                    if bit_seeds:
-                        p_prompts, only_a, only_b = mcnemar_p(np.concatenate([ba[s] for s in bit_seeds]),
-                                                              np.concatenate([bb[s] for s in bit_seeds]))
+                    per_seed = {s: mcnemar_p(ba[s], bb[s]) for s in seeds
+                                if s in ba and s in bb and len(ba[s]) == len(bb[s])}
                     p_seeds = paired_t_p([a[s] for s in seeds], [b[s] for s in seeds])
                     out.append({
                         "model": cell[0], "attack": cell[1], **dict(zip(cell_knobs, cell[2:])),
@@ -97,17 +95,36 @@ def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc
                         "metric": metric, "seeds": seeds,
                         "delta": float(np.mean([a[s] - b[s] for s in seeds])),
                         "p_seeds": p_seeds, "test_seeds": "paired t-test over seeds",
-                        "p_prompts": p_prompts, "test_prompts": "exact McNemar over prompts",
-                        "discordant": [only_a, only_b] if bit_seeds else None,
+                        "mcnemar_per_seed": {str(s): {"p": p, "discordant": [x, y]} for s, (p, x, y) in per_seed.items()},
+                        "test_prompts": "exact McNemar per seed (describes those trained models)",
                     })
+    holm(out)
     out.sort(key=lambda c: (str(c["model"]), str(c["attack"]), c["metric"], str(c["defense"]), c["baseline"]))
     return out
 
 
+def holm(comparisons: list[dict]) -> None:
+    """Add `p_holm` (Holm-corrected seed-level p across all `comparisons`) and `n_tests` to each."""
+    tested = [c for c in comparisons if c["p_seeds"] is not None]
+    if tested:
+        corrected = multipletests([c["p_seeds"] for c in tested], method="holm")[1]
+        for c, p in zip(tested, corrected):
+            c["p_holm"], c["n_tests"] = float(p), len(tested)
+    for c in comparisons:
+        c.setdefault("p_holm", None)
+
+
 def _p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.3g}" + (" (n.s.)" if p >= ALPHA else "")
+    return "-" if p is None else f"{p:.3g}"
+
+
+def _sig(p: float | None) -> str:
+    return "-" if p is None else f"{p:.3g}" + (" (n.s.)" if p >= ALPHA else "")
+
+
+def _mcnemar(c: dict) -> str:
+    per = c.get("mcnemar_per_seed") or {}
+    return ", ".join(f"{s}: {v['p']:.2g}" for s, v in per.items()) or "-"
 
 
 def paired_markdown(comparisons: list[dict]) -> str:
@@ -115,13 +132,14 @@ def paired_markdown(comparisons: list[dict]) -> str:
         return ""
     extra = sorted({k for c in comparisons for k in c if "." in k})
     head = ["model", "attack", *extra, "metric", "defense", "vs", "seeds", "Δ (defense − vs)",
-            "p, seeds (paired t)", "p, prompts (McNemar)"]
+            "p (paired t, seeds)", "p Holm", "McNemar p per seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in comparisons:
         lines.append("| " + " | ".join([str(c["model"]), str(c["attack"]), *[str(c.get(k, "")) for k in extra],
                                          c["metric"].upper(), str(c["defense"]), c["baseline"],
                                          ",".join(map(str, c["seeds"])), f"{c['delta']:+.3f}",
-                                         _p(c["p_seeds"]), _p(c["p_prompts"])]) + " |")
-    return ("\n".join(lines) + f"\n\nPaired on the same seeds (and, for McNemar, the same prompts). "
-            f"n.s. = p ≥ {ALPHA}: not significant at that level. With 3 seeds the t-test rarely reaches it; "
-            "McNemar holds the trained models fixed and tests them on the shared prompts.")
+                                         _p(c["p_seeds"]), _sig(c["p_holm"]), _mcnemar(c)]) + " |")
+    n = next((c["n_tests"] for c in comparisons if c.get("n_tests")), 0)
+    return ("\n".join(lines) + f"\n\nPaired on the same seeds. The method test is the paired t-test over seeds, "
+            f"Holm-corrected across the {n} tests of this table; n.s. = corrected p ≥ {ALPHA}. McNemar per seed "
+            "only describes those trained models on these prompts (is this pair of models different?), not the method.")

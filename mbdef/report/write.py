@@ -7,7 +7,10 @@ from pathlib import Path
 
 from mbdef.report.aggregate import METRICS
 
-SHOWN = ("asr", "cacc", "false_trigger_rate")
+SHOWN = ("asr", "triggered_cacc", "cacc", "false_trigger_rate")  # a low ASR with a low triggered CACC is no recovery
+
+
+HEAD = {"false_trigger_rate": "FTR", "triggered_cacc": "triggered CACC"}
 
 
 def _cell(row: dict, m: str) -> str:
@@ -24,12 +27,14 @@ def _cell(row: dict, m: str) -> str:
 
 def markdown(rows: list[dict], knobs: list[str], unfinished: list[str] = ()) -> str:
     cols = ["model", "attack", "defense", *knobs, "n"]
-    head = cols + [m.upper() if m != "false_trigger_rate" else "FTR" for m in SHOWN]
+    head = cols + [HEAD.get(m, m.upper()) for m in SHOWN]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([str(r.get(c)) for c in cols] + [_cell(r, m) for m in SHOWN]) + " |")
     text = "\n".join(lines)
-    text += ("\n\nmean ± std over seeds [95 % bootstrap CI of the mean]; FTR = false-trigger rate on clean prompts."
+    text += ("\n\nmean ± std over seeds [95 % t-interval of the mean over seeds]; triggered CACC = exact answers on "
+             "triggered prompts (a triggered prompt answered with garbage is not a recovered model); "
+             "FTR = false-trigger rate on clean prompts."
              if any(r["n"] > 1 for r in rows) else "")
     if unfinished:
         text += f"\n\n**{len(unfinished)} job(s) did not finish** (no COMPLETE.json; re-run the sweep to resume them):\n"

@@ -46,3 +46,18 @@ class PeriodicMetrics(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.every:
             self._measure(model, state.global_step)
+
+
+class ProgressLines(TrainerCallback):
+    """One log line per trainer log instead of a progress bar: jobs running side by side each print whole,
+    labelled lines (`[badnet/mb_defense s0] stage1 250/500 loss 0.53`), where bars would interleave."""
+
+    def __init__(self, label: str, stage: str):
+        self.prefix = f"[{label}] {stage}" if label else stage
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            log.info("%s %d/%d  loss %.3f", self.prefix, state.global_step, state.max_steps, float(logs["loss"]))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        log.info("%s done: %d steps", self.prefix, state.global_step)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from mbdef.models.template import PromptTemplate
+from mbdef.training.callbacks import ProgressLines
 from mbdef.training.precision import precision_flags
 
 log = logging.getLogger("mbdef")
@@ -31,6 +33,30 @@ FAST_DEFAULTS = dict(
     dataset_num_proc=None,
     remove_unused_columns=True,
 )
+
+
+PROGRESS = {"mode": "bars", "label": ""}
+
+
+def configure_progress(mode: str, label: str = "") -> None:
+    """`bars` (tqdm, one job at a time) or `lines` (labelled log lines, for jobs side by side): for this
+    process's training stages and the libraries' own bars (datasets' map, transformers' shard writing)."""
+    import datasets
+    import transformers
+
+    if mode not in ("bars", "lines"):
+        raise ValueError(f"progress: '{mode}' is not one of auto, bars, lines")
+    PROGRESS.update(mode=mode, label=label)
+    if mode == "lines":
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    else:
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
+
+
+def progress_bars() -> bool:
+    return PROGRESS["mode"] == "bars"
 
 
 def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None,
@@ -89,10 +115,17 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
     if not records:
         raise ValueError("training stage got an empty dataset")
     extra = {"save_strategy": "steps", "save_steps": int(checkpoint_every), "save_total_limit": 1} if checkpoint_every else {}
+    lines = PROGRESS["mode"] == "lines"
+    if lines:
+        extra["disable_tqdm"] = True
     args = sft_config({**extra, **stage_args}, output_dir, precision, seed, max_length, padding_free)
+    stage = Path(output_dir).name.removeprefix("trainer_")
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
-                         processing_class=tokenizer, callbacks=callbacks or [],
+                         processing_class=tokenizer,
+                         callbacks=(callbacks or []) + ([ProgressLines(PROGRESS["label"], stage)] if lines else []),
                          peft_config=lora_config(lora) if lora else None)
+    if lines:
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts when bars are off
     resume = last_complete_checkpoint(output_dir) if checkpoint_every else None
     start = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=resume)

@@ -1,0 +1,47 @@
+"""The base model: a clean training stage before stage 1, trained once per seed and shared.
+
+The paper poisons the instruction tuning of a *pretrained* model. The embedded default has no pretrained
+weights, so it first trains on clean suite text (`data.pretrain`, prompts of the training share only) and
+caches the result under a key of everything that determines those weights. Every attack and defense of a
+seed then starts stage 1 from the same base, and a sweep trains it once per seed instead of once per job.
+A model that arrives pretrained (`model=hf`) has `model.pretrain: null` and skips this.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from mbdef.training.cache import Stage1Cache, cache_key, load_snapshot
+from mbdef.training.sft import train_stage
+
+log = logging.getLogger("mbdef")
+
+
+def pretrained_base(model, tokenizer, template, records: list[dict], stage_args: dict, cache_dir: str | Path | None,
+                    identity: dict, work_dir: str | Path, is_main: bool = True, main_holds=None, **sft_settings) -> dict:
+    """Load the cached base for `identity` (model config, seed, ...) into `model`, or train and publish it.
+    Returns {"key", "steps", "seconds", "cached"}; `cached` says whether this call trained it."""
+    from mbdef.attacks import records_hash
+
+    key = cache_key(records=records_hash(records), stage=stage_args, **identity, **sft_settings)
+    cache = Stage1Cache(cache_dir)
+    work = Path(work_dir) / "trainer_pretrain"
+    if cache.root is None:  # no cache: train it for this job alone
+        s = train_stage(model, tokenizer, template, records, stage_args, work, **sft_settings)
+        shutil.rmtree(work, ignore_errors=True)
+        return {"key": key, "steps": s["steps"], "seconds": s["seconds"], "cached": False}
+    lock = cache.lock(key)
+    with (main_holds(lock) if main_holds else lock):
+        if (snap := load_snapshot(cache.path(key), model)) is not None:
+            log.info("base model (clean pretraining) from the cache %s", cache.path(key))
+            return {"key": key, **snap["train"], "cached": True}
+        log.info("training the base model (clean pretraining, %s steps); later jobs of this seed reuse it",
+                 stage_args.get("max_steps"))
+        s = train_stage(model, tokenizer, template, records, stage_args, work, **sft_settings)
+        shutil.rmtree(work, ignore_errors=True)
+        record = {"steps": s["steps"], "seconds": s["seconds"], "train_loss": s["train_loss"]}
+        if is_main:
+            cache.publish(key, model, tokenizer, {"train": record})
+        return {"key": key, **record, "cached": False}
