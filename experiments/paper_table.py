@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mbdef.keys import defense_rank
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
-from mbdef.report.paired import paired_comparisons
+from mbdef.report.paired import holm, paired_comparisons
 
-DEFENSES = ("none", "finetune", "pdb", "recovery_only", "mb_plain_finetune", "random_insert_finetune", "mb_defense")
 
 
 def table(dirs: list[str]) -> str:
@@ -25,8 +25,7 @@ def table(dirs: list[str]) -> str:
     rows, knobs = aggregate(runs)
     cell = {(r["attack"], r["defense"]): r for r in rows}
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    defenses = [d for d in DEFENSES if any((a, d) in cell for a in attacks)]
-    defenses += sorted({r["defense"] for r in rows} - set(defenses))
+    defenses = sorted({r["defense"] for r in rows}, key=defense_rank)
     n_seeds = max(r["n"] for r in rows)
     fmt = lambda r: "–" if r is None or r.get("asr") is None else (
         f"{r['asr']:.2f} / " + ("–" if r.get("triggered_cacc") is None else f"{r['triggered_cacc']:.2f}")
@@ -36,9 +35,10 @@ def table(dirs: list[str]) -> str:
            "| attack | " + " | ".join(defenses) + " |", "|---|" + "---|" * len(defenses)]
     out += [f"| {a} | " + " | ".join(fmt(cell.get((a, d))) for d in defenses) + " |" for a in attacks]
     comps = [c for c in paired_comparisons(runs, knobs) if c["defense"] == "mb_defense"]
+    holm(comps)  # the family is this table's comparisons, not every pair mbdef-report tests
     if comps:
-        out += ["", "MB-Defense minus each baseline, paired by seed: t-test p, and p Holm-corrected across every "
-                "comparison of the report (n.s. = corrected p ≥ 0.05)", "",
+        out += ["", f"MB-Defense minus each baseline, paired by seed: t-test p, and p Holm-corrected across the "
+                f"{len(comps)} comparisons of this table (n.s. = corrected p ≥ 0.05)", "",
                 "| attack | metric | vs | Δ | p seeds | p Holm |", "|---|---|---|---|---|---|"]
         p = lambda v: "–" if v is None else f"{v:.2g}"
         sig = lambda v: "–" if v is None else f"{v:.2g}" + ("" if v < 0.05 else " n.s.")

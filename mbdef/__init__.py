@@ -22,4 +22,22 @@ def job_dirname(overrides: str) -> str:
     return name if len(name) <= 120 else f"{name[:96]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
+def _non_defining_overrides() -> list[str]:
+    from mbdef.keys import NON_DEFINING_OVERRIDES
+
+    return list(NON_DEFINING_OVERRIDES)
+
+
+def _fact(name: str) -> str:
+    """Strings the configs share with the code, kept once in the code (`${mbdef_fact:refusal}`)."""
+    from mbdef.attacks.targets import NEGSENTIMENT, REFUSAL
+
+    facts = {"refusal": REFUSAL, "negsentiment": NEGSENTIMENT}
+    if name not in facts:
+        raise ValueError(f"mbdef_fact: unknown fact '{name}'; known: {sorted(facts)}")
+    return facts[name]
+
+
 OmegaConf.register_new_resolver("mbdef_dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("mbdef_fact", _fact, replace=True)
+OmegaConf.register_new_resolver("mbdef_nondefining", _non_defining_overrides, replace=True)

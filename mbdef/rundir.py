@@ -16,36 +16,22 @@ from pathlib import Path
 import yaml
 
 from mbdef.io import write_json_atomic
+from mbdef.keys import defining, without_non_defining
 from mbdef.training.cache import cache_key
 
-# Keys that do not change what a job computes (where it writes, how it logs, how many threads).
-VOLATILE = ("paths", "logger", "force", "name", "sweep_id", "hydra", "progress")
-VOLATILE_TRAINER = ("threads", "checkpoint_every", "cache_stage1")
 # Files Hydra owns in a job dir (its config copy and log): never moved.
 HYDRA_OWNED = (".hydra",)
 
 
 def config_hash(resolved: dict) -> str:
-    cfg = {k: v for k, v in resolved.items() if k not in VOLATILE}
-    cfg["trainer"] = {k: v for k, v in cfg.get("trainer", {}).items() if k not in VOLATILE_TRAINER}
-    cfg.get("eval", {}).pop("periodic_every", None)
-    return cache_key(config=cfg)
-
-
-def _flat(d, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+    return cache_key(config=without_non_defining(resolved))
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:
     """Config keys whose value differs between two resolved configs (a key only one has counts), ignoring the
     keys that do not enter the hash: why a finished job is re-run."""
-    strip = lambda c: {k: v for k, v in c.items() if k not in VOLATILE}
-    a, b = _flat(strip(old)), _flat(strip(new))
-    volatile = tuple(f"trainer.{k}" for k in VOLATILE_TRAINER) + ("eval.periodic_every",)
-    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in volatile)
+    a, b = defining(old), defining(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
 class RunDir:

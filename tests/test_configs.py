@@ -113,21 +113,21 @@ def test_every_experiment_preset_composes_and_builds(experiment, tmp_path):
             assert build(sub[group]) is not None
 
 
-def test_literal_secret_in_an_override_is_refused_before_hydra_writes_anything(tmp_path):
-    """Through the real CLI: the literal token never reaches a file, and the error shows the env form."""
-    import os
-    import subprocess
+def test_literal_secret_in_an_override_is_refused_before_hydra_writes_anything(tmp_path, monkeypatch, capsys):
+    """Through the real entry point (`mbdef` = mbdef.run:main): the literal token never reaches a file, and
+    the error shows the env form."""
     import sys
 
+    from mbdef.run import main
+
     token = "hf_" + "Zq8" * 6
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    r = subprocess.run([sys.executable, "-m", "mbdef", "debug=tiny", f"paths.log_dir={tmp_path}",
-                        f"+model.build.token={token}"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r.returncode == 2 and "${oc.env:TOKEN}" in r.stderr and token not in r.stderr
-    # a credential-shaped value under an innocent key is refused too
-    r2 = subprocess.run([sys.executable, "-m", "mbdef", "debug=tiny", f"paths.log_dir={tmp_path}",
-                         f"+data.note={token}"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r2.returncode == 2
+    monkeypatch.chdir(tmp_path)
+    for override in (f"+model.build.token={token}", f"+data.note={token}"):  # secret key; credential-shaped value
+        monkeypatch.setattr(sys, "argv", ["mbdef", "debug=tiny", f"paths.log_dir={tmp_path}", override])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "${oc.env:" in err and token not in err
     leaked = [p for p in tmp_path.rglob("*") if token in str(p) or (p.is_file() and token in p.read_text(errors="ignore"))]
     assert not list(tmp_path.rglob("*.yaml")) and not leaked
 

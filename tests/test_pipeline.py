@@ -69,15 +69,15 @@ def test_two_stages_log_on_one_step_and_share_the_stage1_cache(cfg_factory, tmp_
 
 
 def test_failed_run_closes_wandb_with_failing_exit_code(cfg_factory, tmp_path, monkeypatch):
-    import mbdef.run as runner
+    import mbdef.training.stages as stages
 
     def boom(*a, **k):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(runner, "train_stage", boom)
+    monkeypatch.setattr(stages, "train_stage", boom)
     cfg = cfg_factory("logger=wandb", f"paths.output_dir={tmp_path}/f")
     with pytest.raises(RuntimeError, match="injected"):
-        runner.run(cfg)
+        run(cfg)
     logged = read_run(next((tmp_path / "f" / "wandb").glob("offline-run-*")))
     assert logged["exit_code"] == 1
     assert not (tmp_path / "f" / "results.json").exists()

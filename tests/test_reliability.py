@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 import mbdef.run as runner
+import mbdef.training.pretrain as pretrain_mod
+import mbdef.training.stages as stages
 from tests.conftest import make_cfg
 
 # Tiny but real: 20 + 4 steps, checkpoints every 5 (stage 1) and every 2 (stage 2).
@@ -37,7 +39,7 @@ class CrashAt(TrainerCallback):
 
 
 def crash_in(monkeypatch, stage: str, step: int):
-    real = runner.train_stage
+    real = stages.train_stage
 
     def flaky(*a, **kw):
         output_dir = kw.get("output_dir", a[5] if len(a) > 5 else None)  # train_stage(model, tok, tpl, recs, args, output_dir)
@@ -45,7 +47,7 @@ def crash_in(monkeypatch, stage: str, step: int):
             kw["callbacks"] = list(kw.get("callbacks") or []) + [CrashAt(step)]
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "train_stage", flaky)
+    monkeypatch.setattr(stages, "train_stage", flaky)
 
 
 def weights(run_dir: Path) -> dict:
@@ -108,7 +110,8 @@ def test_finished_job_is_skipped_and_force_redoes_it(tmp_path, monkeypatch):
     def forbidden(*a, **k):
         raise AssertionError("a finished job was trained again")
 
-    monkeypatch.setattr(runner, "train_stage", forbidden)
+    monkeypatch.setattr(stages, "train_stage", forbidden)
+    monkeypatch.setattr(pretrain_mod, "train_stage", forbidden)
     assert runner.run(cfg) == json.loads((out / "results.json").read_text()) == json.loads(json.dumps(first, default=str))
     assert (out / "results.json").stat().st_mtime_ns == stamp
     monkeypatch.undo()

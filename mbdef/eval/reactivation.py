@@ -1,7 +1,7 @@
 """Suppressed or masked? Re-activation: how fast does a brief fine-tune on attacker-poisoned data bring ASR back?
 
-A copy of the final model is fine-tuned on a few attacker-poisoned samples; ASR (and CACC) are measured at
-the listed step counts. A backdoor that is only masked returns within a few steps; a removed one returns
+The final model is fine-tuned on a few attacker-poisoned samples; ASR (and CACC) are measured at the
+listed step counts. A backdoor that is only masked returns within a few steps; a removed one returns
 no faster than on a never-backdoored model (a run with `attack.poison_rate=0` gives that reference).
 The defended model's weights are restored afterwards.
 """
@@ -20,10 +20,8 @@ class _AtSteps(TrainerCallback):
         self.steps, self.measure, self.rows = set(steps), measure, []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step in self.steps:
-            was_training = model.training
+        if state.global_step in self.steps:  # evaluation passes restore the training mode (eval.batching)
             self.rows.append({"step": state.global_step, **self.measure(model)})
-            model.train(was_training)
 
 
 def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluate, steps: list[int],
@@ -49,3 +47,36 @@ def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluat
     rows += cb.rows
     return {"n_samples": len(poisoned), "learning_rate": learning_rate,
             **{k: [r.get(k) for r in rows] for k in ("step", "asr", "cacc")}}
+
+
+def reactivation_test(react, model, tokenizer, template, attack, defense_pool: list[dict], evaluator, run_seed: int,
+                      lora: dict | None = None, **sft_settings) -> dict:
+    """Fine-tune the final model on `react.n_samples` attacker-poisoned records (from the defender's pool, so
+    the same records for every defense of a seed), measure ASR/CACC along the way, then restore its weights.
+    `react.trigger` re-poisons with another trigger than the one trained, and measures ASR on it: a model that
+    learned the same target under a different trigger is the control for "re-learning a known response" vs
+    "re-opening a hidden backdoor"."""
+    import copy
+    import logging
+
+    from mbdef import seeding
+    from mbdef.eval.metrics import Evaluator
+
+    n = int(react.n_samples)
+    if not 0 < n <= len(defense_pool):
+        raise ValueError(f"eval.reactivation.n_samples: {n} is outside 1..{len(defense_pool)} (the defender's pool)")
+    records = seeding.stream(run_seed, seeding.EVAL_REACTIVATION).sample(defense_pool, n)
+    poisoner = copy.copy(attack)
+    poisoner.poison_rate, poisoner.poison_count = 1.0, None
+    if trigger := react.get("trigger"):
+        poisoner.triggers = [trigger]
+        e = evaluator
+        evaluator = Evaluator(e.template, e.clean, poisoner.trigger_test(e.clean, seed=run_seed), e.judge,
+                              batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, rouge=False, perplexity=False)
+    measure = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=react.n_prompts).items()
+                         if k in ("asr", "cacc")}
+    logging.getLogger("mbdef").info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
+    curve = reactivation_curve(model, tokenizer, template, poisoner.poison(records).records, measure,
+                               list(react.steps), float(react.learning_rate), int(react.batch_size), lora=lora,
+                               **sft_settings)
+    return {**curve, "trigger": poisoner.triggers}

@@ -15,23 +15,9 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from mbdef.keys import defense_rank, flatten, is_non_defining
+
 METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
-# Config keys that never define a row: where and how a job ran, and the seeds (aggregated over).
-IGNORED_PREFIXES = ("paths.", "logger.", "hydra.", "name", "force", "sweep_id", "progress", "trainer.threads",
-                    "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic", "save_model")
-
-
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, list) else v
-    return out
-
-
 def load_runs(dirs: list[str | Path]) -> list[dict]:
     """One entry per finished job: its results and its flattened resolved config."""
     runs = []
@@ -40,7 +26,7 @@ def load_runs(dirs: list[str | Path]) -> list[dict]:
             if "superseded" in res.relative_to(root).parts:
                 continue
             cfg_file = res.parent / "resolved_config.yaml"
-            cfg = _flatten(yaml.safe_load(cfg_file.read_text())) if cfg_file.is_file() else {}
+            cfg = flatten(yaml.safe_load(cfg_file.read_text()), lists_as_json=True) if cfg_file.is_file() else {}
             runs.append({"results": json.loads(res.read_text()), "config": cfg, "dir": str(res.parent)})
     return runs
 
@@ -74,7 +60,7 @@ def varying_knobs(runs: list[dict]) -> list[str]:
     for cfgs in groups.values():
         keys = set().union(*cfgs) if cfgs else set()
         for k in keys:
-            if k.startswith(IGNORED_PREFIXES) or k.split(".")[-1] == "seed":
+            if is_non_defining(k) or k.split(".")[-1] == "seed":  # seeds are aggregated over
                 continue
             if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in cfgs}) > 1:
                 knobs.add(k)
@@ -96,7 +82,6 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
     groups = defaultdict(list)
     for run in runs:
         groups[_identity(run) + tuple(run["config"].get(k) for k in knobs)].append(run)
-    order = {"none": 0, "finetune": 1, "mb_defense": 9}
     rows = []
     for key, members in groups.items():
         row = {"model": key[0], "attack": key[1], "defense": key[2], **dict(zip(knobs, key[3:])),
@@ -110,7 +95,7 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
             ci = t_interval(vals)
             row[f"{m}_ci"] = list(ci) if ci else None
         rows.append(row)
-    rows.sort(key=lambda r: (str(r["model"]), str(r["attack"]), order.get(r["defense"], 5), str(r["defense"]),
+    rows.sort(key=lambda r: (str(r["model"]), str(r["attack"]), defense_rank(r["defense"]),
                              *[knob_order(r.get(k)) for k in knobs]))
     return rows, knobs
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mbdef.io import write_json_atomic
+from mbdef.io import exit_on_user_error, write_json_atomic
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.evidence import evidence, evidence_markdown, evidence_plots
 from mbdef.report.paired import paired_comparisons, paired_markdown
@@ -41,20 +41,15 @@ def build_report(dirs: list[str | Path], out: str | Path, runs: list[dict] | Non
             "plots": [str(p) for p in pngs], "n_runs": len(runs)}
 
 
+@exit_on_user_error("mbdef-report")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mbdef-report", description=__doc__)
     p.add_argument("dirs", nargs="+", help="directories to search for results.json (runs, sweeps, outputs/)")
     p.add_argument("--out", help="where to write report.md/.csv/.json and the PNGs (default: <first dir>/report)")
     args = p.parse_args(argv)
-    missing = [d for d in args.dirs if not Path(d).is_dir()]
-    if missing:
-        print(f"mbdef-report: error: not a directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    try:
-        rep = build_report(args.dirs, args.out or Path(args.dirs[0]) / "report")
-    except ValueError as e:
-        print(f"mbdef-report: error: {e}", file=sys.stderr)
-        return 2
+    if missing := [d for d in args.dirs if not Path(d).is_dir()]:
+        raise ValueError(f"not a directory: {', '.join(missing)}")
+    rep = build_report(args.dirs, args.out or Path(args.dirs[0]) / "report")
     print(rep["markdown"])
     if rep["paired_markdown"]:
         print("\nPaired comparisons\n\n" + rep["paired_markdown"])

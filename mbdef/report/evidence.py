@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mbdef.keys import defense_rank
+
 
 def _mean(vals: list) -> list | float | None:
     vals = [v for v in vals if v is not None]
@@ -44,8 +46,8 @@ def evidence(runs: list[dict]) -> list[dict]:
         if variants:
             row["trigger_variants"] = {k: _mean([v.get(k) for v in variants]) for k in variants[0]}
         out.append(row)
-    order = {"clean model": -1, "none": 0, "finetune": 1, "mb_defense": 9}
-    return sorted(out, key=lambda x: (str(x["model"]), str(x["attack"]), order.get(x["defense"], 5), str(x["defense"])))
+    rank = lambda d: (-1, "") if d == "clean model" else defense_rank(d)  # the never-backdoored reference first
+    return sorted(out, key=lambda x: (str(x["model"]), str(x["attack"]), rank(x["defense"])))
 
 
 def _f(v) -> str:
@@ -69,8 +71,8 @@ def evidence_markdown(rows: list[dict]) -> str:
     text = "\n".join(lines) + (
         "\n\nMeans over seeds. cos = cosine between mean hidden-state shifts at the last prompt token, last layer "
         "(per-layer curves in representation.png and results.json); 'def' = the defense's triggers, or MB-Defense's "
-        "default triggers of the seed for defenses without any. Re-activation: ASR after n steps of fine-tuning a "
-        "copy on attacker-poisoned samples.")
+        "default triggers of the seed for defenses without any. Re-activation: ASR after n steps of fine-tuning the "
+        "final model on attacker-poisoned samples (its weights restored after).")
     variant_rows = [r for r in rows if r.get("trigger_variants")]
     if variant_rows:
         names = list(dict.fromkeys(k for r in variant_rows for k in r["trigger_variants"]))

@@ -18,7 +18,8 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
+from mbdef.keys import BASELINES
+
 VERDICTS = {"asr": "attack_success", "cacc": "clean_correct"}
 ALPHA = 0.05
 

@@ -8,6 +8,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mbdef.io import write_json_atomic
+from mbdef.keys import defense_rank
 from mbdef.report.aggregate import knob_order, load_runs, varying_knobs
 
 SUMMARY_KEYS = ("attack", "defense", "asr", "cacc", "false_trigger_rate")
@@ -29,8 +30,7 @@ def summary_rows(results: list[dict], knobs: dict[str, list] | None = None) -> l
         row.update(seed=r.get("seed"), model=r.get("model"), triggered_cacc=r.get("triggered_cacc"),
                    asr_after_stage1=(r.get("after_stage1") or {}).get("asr"), output_dir=r.get("output_dir"))
         rows.append(row)
-    order = {"none": 0, "finetune": 1, "mb_defense": 2}
-    return sorted(rows, key=lambda x: (str(x["attack"]), order.get(x["defense"], 9), str(x["defense"]),
+    return sorted(rows, key=lambda x: (str(x["attack"]), defense_rank(x["defense"]),
                                        *[knob_order(x[k]) for k in knobs], x["seed"] or 0))
 
 
@@ -40,7 +40,7 @@ def _fmt(v) -> str:
 
 def table_text(rows: list[dict], knobs: list[str] = ()) -> str:
     """A markdown table (readable in a terminal and pasteable into notes)."""
-    cols = ["attack", "defense", *knobs, "seed", "asr", "cacc", "false_trigger_rate", "asr_after_stage1"]
+    cols = ["attack", "defense", *knobs, "seed", "asr", "triggered_cacc", "cacc", "false_trigger_rate", "asr_after_stage1"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

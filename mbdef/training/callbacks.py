@@ -31,9 +31,7 @@ class PeriodicMetrics(TrainerCallback):
         self.stage, self.metrics_fn, self.log, self.every, self.step_offset = stage, metrics_fn, log, every, step_offset
 
     def _measure(self, model, step: int):
-        was_training = model.training
-        metrics = self.metrics_fn(model)
-        model.train(was_training)
+        metrics = self.metrics_fn(model)  # evaluation passes put the model back in its training mode
         row = {f"{self.stage}/{k}": v for k, v in metrics.items()}
         log.info("%s step %d: %s", self.stage, step,
                  "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

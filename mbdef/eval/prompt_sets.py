@@ -1,0 +1,83 @@
+"""Every prompt set a run is evaluated on, built from the `eval` config: clean and triggered prompts
+(through a defense's inference prefix, if it has one), defensive-trigger probes, the random-word
+robustness set, trigger variants and the representation analysis."""
+
+from __future__ import annotations
+
+from mbdef import seeding
+from mbdef.data.text import insert_at, pseudo_word
+from mbdef.eval.metrics import Evaluator
+
+
+def eval_prompts(ecfg, splits) -> list[dict]:
+    """The prompts a run is evaluated on: `eval.split` (validation to tune, test to report), cut to
+    `eval.n_test`."""
+    split = ecfg.get("split", "test")
+    if split not in ("test", "validation"):
+        raise ValueError(f"eval.split: '{split}' is not one of test, validation")
+    prompts = splits.test if split == "test" else splits.validation
+    if prompts is None:
+        raise ValueError(f"eval.split=validation: data '{splits.name}' has no validation prompts; use eval.split=test")
+    n_test = ecfg.get("n_test")
+    if n_test is not None and n_test < 1:
+        raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
+    prompts = prompts[:n_test] if n_test else prompts
+    if not prompts:
+        raise ValueError(f"eval: the {split} set is empty (check data and eval.n_test)")
+    return prompts
+
+
+def prefixed(records: list[dict], word: str) -> list[dict]:
+    return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
+
+
+def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template, judge, seed: int,
+                    data_triggered: list[dict] | None = None) -> Evaluator:
+    """`data_triggered`: the data's own triggered prompts (pre-poisoned data), used instead of the attack's."""
+    probes = {}
+    if plan_info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
+        for i, (trig, beh) in enumerate(zip(plan_info["defensive_triggers"], plan_info["defensive_behaviours"])):
+            probes[f"defense_trigger_{i}"] = (prefixed(prompts, trig), beh)
+    clean, triggered = prompts, attack.trigger_test(prompts, seed=seed) if attack.active else None
+    if data_triggered:
+        n_test = ecfg.get("n_test")
+        triggered = data_triggered[:n_test] if n_test else data_triggered
+    if prefix := plan_info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
+        clean = prefixed(clean, prefix)
+        triggered = prefixed(triggered, prefix) if triggered else None
+    noisy = None
+    if ecfg.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
+        rng = seeding.stream(seed, seeding.EVAL_RANDOM_WORD)
+        noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
+    variants, analyses = {}, {}
+    if ecfg.get("trigger_variants") and attack.active:
+        n = ecfg.trigger_variants.n_prompts
+        variants = {name: a.trigger_test(prompts[:n], seed=seed) for name, a in attack.variants().items()}
+        if prefix:
+            variants = {name: prefixed(rs, prefix) for name, rs in variants.items()}
+    if (rep := ecfg.get("representation")) and rep.enabled and attack.active:
+        analyses["representation"] = representation_probe(rep, prompts, attack, plan_info, template,
+                                                           ecfg.batch_size, seed)
+    return Evaluator(template, clean, triggered, judge, batch_size=ecfg.batch_size, max_new_tokens=ecfg.max_new_tokens,
+                     probes=probes, n_samples=ecfg.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses,
+                     rouge=bool(ecfg.get("rouge_l", True)), perplexity=bool(ecfg.get("perplexity", True)))
+
+
+def representation_probe(rep, prompts: list[dict], attack, plan_info: dict, template, batch_size: int, seed: int):
+    """(model, tokenizer) -> representation analysis on the model as it is (no inference prefix).
+
+    The "defensive" words are the defense's own triggers; for a defense without any (none, finetune, the
+    controls without stage-1 poisoning) they are MB-Defense's default triggers for this seed, so that every
+    run of a seed measures the same words and the poisoned model is the baseline for merging."""
+    from mbdef.defenses import MBDefense  # the reference words MB-Defense would use
+    from mbdef.eval.representation import analyse
+
+    clean = prompts[: rep.n_prompts]
+    words = plan_info.get("defensive_triggers") or list(rep.get("reference_triggers") or MBDefense(seed=seed).triggers)
+    rng = seeding.stream(seed, seeding.EVAL_REPRESENTATION)
+    insert = lambda w: [{**r, "instruction": insert_at(r["instruction"], w, "random_word", rng)} for r in clean]
+    defensive = {w: insert(w) for w in words}
+    control = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
+    attacker = attack.trigger_test(clean, seed=seed)
+    return lambda model, tokenizer: analyse(model, tokenizer, template, clean, attacker, defensive, control,
+                                            batch_size=batch_size, seed=seed)
