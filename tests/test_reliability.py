@@ -20,9 +20,11 @@ import mbdef.training.stages as stages
 from tests.conftest import make_cfg
 
 # Tiny but real: 20 + 4 steps, checkpoints every 5 (stage 1) and every 2 (stage 2).
+NO_EVIDENCE = ["eval.reactivation.enabled=false", "eval.representation.enabled=false", "eval.trigger_variants=null"]
 RESUMABLE = ["trainer.stage1.max_steps=20", "trainer.stage2.max_steps=4", "trainer.checkpoint_every=5",
              "+trainer.stage2.save_steps=2",  # a stage's own SFTConfig keys override checkpoint_every
-             "data.n_test=12", "eval.max_new_tokens=8"]
+             "data.n_test=12", "eval.max_new_tokens=8",
+             *NO_EVIDENCE]  # what resuming must reproduce is training; evidence evaluations only cost time here
 
 
 class Crash(Exception):
@@ -123,7 +125,7 @@ def test_finished_job_is_skipped_and_force_redoes_it(tmp_path, monkeypatch):
 
 
 def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_path, caplog):
-    base = ["trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4"]
+    base = ["trainer.stage1.max_steps=4", "trainer.stage2.max_steps=2", "data.n_test=4", *NO_EVIDENCE]
     runner.run(make_cfg(tmp_path, *base))
     with caplog.at_level(logging.INFO, logger="mbdef"):
         second = runner.run(make_cfg(tmp_path, *base, "attack.poison_rate=0.2", "trainer.threads=1"))
@@ -136,11 +138,11 @@ def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_pat
 
 
 def test_same_config_and_seed_give_identical_data_and_metrics(tmp_path):
-    a = runner.run(make_cfg(tmp_path / "a", "trainer.stage1.max_steps=6", "data.n_test=8"))
-    b = runner.run(make_cfg(tmp_path / "b", "trainer.stage1.max_steps=6", "data.n_test=8"))
+    a = runner.run(make_cfg(tmp_path / "a", "trainer.stage1.max_steps=6", "data.n_test=8", *NO_EVIDENCE))
+    b = runner.run(make_cfg(tmp_path / "b", "trainer.stage1.max_steps=6", "data.n_test=8", *NO_EVIDENCE))
     assert a["poison"]["poisoned_data_hash"] == b["poison"]["poisoned_data_hash"]
     assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS} and a["samples"] == b["samples"]
-    c = runner.run(make_cfg(tmp_path / "c", "trainer.stage1.max_steps=6", "data.n_test=8", "seed=1"))
+    c = runner.run(make_cfg(tmp_path / "c", "trainer.stage1.max_steps=6", "data.n_test=8", "seed=1", *NO_EVIDENCE))
     assert c["poison"]["poisoned_data_hash"] != a["poison"]["poisoned_data_hash"]
 
 
@@ -195,13 +197,16 @@ def test_kill_minus_9_during_stage1_then_rerun_resumes_to_the_same_result(tmp_pa
 
 def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tmp_path):
     cmd = [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "sweep_id=idem",
-           "trainer.stage1.max_steps=4", "data.n_test=4", f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
+           "trainer.stage1.max_steps=4", "data.n_test=4", "eval.reactivation.enabled=false",
+           "eval.representation.enabled=false", f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     jobs = sorted((tmp_path / "multirun" / "idem").glob("*/results.json"))
     # Named by the overrides (paths excluded), so the same command finds the same dirs again.
-    assert [p.parent.name for p in jobs] == ["data.n_test=4,debug=tiny,defense=finetune,trainer.stage1.max_steps=4",
-                                             "data.n_test=4,debug=tiny,defense=none,trainer.stage1.max_steps=4"]
+    # (long names end in a hash of the full override string)
+    names = [p.parent.name for p in jobs]
+    assert names[0].startswith("data.n_test=4,debug=tiny,defense=finetune,eval.reactivation.enabled=False")
+    assert names[1].startswith("data.n_test=4,debug=tiny,defense=none,eval.reactivation.enabled=False")
     stamps = {p: p.stat().st_mtime_ns for p in jobs}
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and (second.stdout + second.stderr).count("already complete, skipped") == 2, second.stdout[-3000:]
