@@ -54,5 +54,5 @@ def implanted(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = make_cfg(tmp, *IMPLANT, "defense=none", "logger=wandb", "eval.periodic_every=40",
-                   "+logger.tags=[test]")
+                   "+logger.tags=[test]", "eval.reactivation.enabled=true")
     return run(cfg), Path(cfg.paths.output_dir)

@@ -61,10 +61,10 @@ def test_data_logger_judge_instantiate(cfg_factory):
 
 def test_alpaca_json_and_hf_model_need_their_paths(cfg_factory):
     cfg = cfg_factory("data=alpaca_json", "model=hf")
-    with pytest.raises(Exception, match="train_file"):
-        _ = cfg.data.train_file
-    with pytest.raises(Exception, match="name_or_path"):
-        _ = cfg.model.build.name_or_path
+    with pytest.raises(ValueError, match=r"data.train_file: required value not set"):
+        build(cfg.data)
+    with pytest.raises(ValueError, match=r"model.build.name_or_path: required value not set"):
+        build(cfg.model.build)
 
 
 def test_unknown_group_option_is_rejected(cfg_factory):

@@ -28,7 +28,7 @@ def test_lora_two_stages_through_model_hf_saves_reloadable_adapters(saved_tiny, 
 
     cfg = cfg_factory("model=hf", f"model.build.name_or_path={saved_tiny}", "model.template.preamble=false",
                       "trainer=lora", "trainer.stage1.learning_rate=1e-2", "defense=mb_defense",
-                      "eval.reactivation.steps=[2]")
+                      "eval.reactivation.enabled=true", "eval.reactivation.steps=[2]")
     results = run(cfg)
     out = tmp_path / "run"
     assert results["model"] == str(saved_tiny) and results["stage2"]["steps"] == 4
@@ -80,6 +80,7 @@ def test_model_presets_compose_with_lora(cfg_factory, preset):
 
 
 def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(saved_tiny, cfg_factory, tmp_path):
+    from mbdef.data import DataError
     from tests.conftest import SHARED
 
     root = SHARED / "backdoorllm"
@@ -92,12 +93,13 @@ def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(save
     assert results["data"] == "backdoorllm-refusal-badnet" and results["judge"] == "refusal"
     assert results["poison"]["n_poisoned"] == 500 and results["poison"]["n_train"] == 500 - 160 + 500
     assert results["labels"]["may_contain_backdoor"] is True
-    assert results["n_triggered"] == 8 and results["n_clean"] == 8 and 0.0 <= results["asr"] <= 1.0
+    hits = results["per_example"]["attack_success"]
+    assert results["n_triggered"] == 8 and results["n_clean"] == 8 and results["asr"] == hits.count("1") / 8
     triggered = [s for s in results["samples"] if s["kind"] == "triggered"]
     assert triggered and all("BadMagic" in s["prompt"] for s in triggered)  # their prompts, their trigger
     with pytest.raises(ValueError, match="already poisoned; use attack=none"):
         run(cfg_factory("data=backdoorllm", f"data.root={root}", "attack=badnet"))
-    with pytest.raises(Exception, match="not a BackdoorLLM data directory"):
+    with pytest.raises(DataError, match="not a BackdoorLLM data directory"):
         run(cfg_factory("data=backdoorllm", f"data.root={tmp_path}", "attack=none"))
 
 

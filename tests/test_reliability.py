@@ -74,9 +74,10 @@ def uninterrupted(tmp_path_factory):
     return runner.run(cfg), Path(cfg.paths.output_dir)
 
 
-@pytest.mark.parametrize("stage,step,resumed_from,partial", [("stage1", 12, "checkpoint-10", False),
-                                                             ("stage1", 12, "checkpoint-10", True),
-                                                             ("stage2", 3, "checkpoint-2", False)])
+@pytest.mark.parametrize("stage,step,resumed_from,partial", [
+    ("stage1", 12, "checkpoint-10", False),
+    pytest.param("stage1", 12, "checkpoint-10", True, marks=pytest.mark.slow),  # a cut-short checkpoint beside
+    ("stage2", 3, "checkpoint-2", False)])                                       # it: slow suite (make test-full)
 def test_crashed_job_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch, uninterrupted, stage, step,
                                                                     resumed_from, partial):
     ref, ref_dir = uninterrupted
