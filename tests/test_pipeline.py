@@ -1,7 +1,6 @@
 """End to end on the embedded default, shrunk: the backdoor implants, results are complete, W&B logs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

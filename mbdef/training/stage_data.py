@@ -9,9 +9,9 @@ a defensive trigger or an inserted word) and `clean` (stage-2 rows as drawn from
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from mbdef.data.records import save_records
 from mbdef.defenses.base import CLEAN, TrainingPlan
 
 ATTACKER = "attacker"
@@ -30,11 +30,5 @@ def stage_rows(plan: TrainingPlan, n_train: int, poisoned_indices: list[int]) ->
 
 
 def write_stage_data(folder: str | Path, rows: dict[str, list[dict]]) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     for stage, records in rows.items():
-        tmp = folder / f".{stage}.jsonl.tmp"
-        with tmp.open("w") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        tmp.replace(folder / f"{stage}.jsonl")
+        save_records(records, Path(folder) / f"{stage}.jsonl")  # JSONL, written to a temp file and renamed
