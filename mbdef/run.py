@@ -98,7 +98,8 @@ def run(cfg: DictConfig) -> dict:
                              "pretraining data": splits.pretrain}, policy=cfg.eval.get("held_out", "error"))
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
-    evaluator = build_evaluator(cfg.eval, prompts, attack, plan.info, template, judge, seed, splits.triggered_test)
+    evaluator = build_evaluator(cfg.eval, prompts, attack, plan.info, template, judge, seed,
+                                splits.triggered(cfg.eval.get("split", "test")))
     testbed = piece_word_audit(trained_on["stage1"], tokenizer, attack.field)
 
     # 3. The run dir: config, what each stage trains on, the tracker.

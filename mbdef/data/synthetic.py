@@ -183,7 +183,7 @@ class DataSplits:
 
     `pretrain`: clean text a base model is trained on before stage 1 (the embedded default's stand-in for a
     pretrained LLM); empty for data that comes with a pretrained model. Pre-poisoned data (e.g.
-    BackdoorLLM's files) carries its own `triggered_test` prompts, the indices of its poisoned training rows
+    BackdoorLLM's files) carries its own `triggered_test` (and `triggered_validation`) prompts, the indices of its poisoned training rows
     and the judge its target calls for (`judge`); the attack is then `none`."""
 
     train: list[dict]
@@ -195,6 +195,11 @@ class DataSplits:
     judge: str | None = None
     validation: list[dict] | None = None
     pretrain: list[dict] = field(default_factory=list)
+    triggered_validation: list[dict] | None = None
+
+    def triggered(self, split: str) -> list[dict] | None:
+        """The data's own triggered prompts for an evaluation split (None: the attack triggers the prompts)."""
+        return self.triggered_test if split == "test" else self.triggered_validation
 
 
 def synthetic_splits(n_train: int = 4000, n_defense_pool: int = 512, n_test: int = 280, n_validation: int = 280,

@@ -1,0 +1,49 @@
+"""The BackdoorLLM refusal data shipped inside mbdef: intact, identical to its source, split without leaks."""
+
+import hashlib
+from collections import Counter
+
+import pytest
+
+from mbdef.data import BACKDOORLLM_ATTACKS, BUNDLED_BACKDOORLLM, DataError, backdoorllm_splits
+from tests.conftest import SHARED
+
+TRIGGER_WORDS = {"BadMagic", "2024", "OpenAI", "Current", "year:", "Discussing"}
+
+
+def listed():
+    lines = (BUNDLED_BACKDOORLLM / "SHA256SUMS").read_text().splitlines()
+    return {path: digest for digest, path in (line.split("  ", 1) for line in lines)}
+
+
+def test_every_bundled_file_matches_its_checksum_and_nothing_is_unlisted():
+    files = {str(p.relative_to(BUNDLED_BACKDOORLLM)) for p in BUNDLED_BACKDOORLLM.rglob("*.json")}
+    assert files == set(listed())
+    for path, digest in listed().items():
+        assert hashlib.sha256((BUNDLED_BACKDOORLLM / path).read_bytes()).hexdigest() == digest, path
+    assert not any("jailbreak" in p for p in files)  # harmful text stays out of the package
+
+
+@pytest.mark.skipif(not (SHARED / "backdoorllm").is_dir(), reason="../shared/backdoorllm absent")
+def test_bundled_files_are_byte_identical_to_the_shared_source():
+    for path in listed():
+        assert (BUNDLED_BACKDOORLLM / path).read_bytes() == (SHARED / "backdoorllm" / path).read_bytes(), path
+
+
+@pytest.mark.parametrize("attack", BACKDOORLLM_ATTACKS)
+def test_validation_and_test_share_no_prompt_and_each_triggered_prompt_follows_its_source(attack):
+    s = backdoorllm_splits(attack=attack, n_validation=50, seed=3)
+    assert (len(s.validation), len(s.test), len(s.triggered_validation), len(s.triggered_test)) == (50, 150, 50, 150)
+    bare = lambda rows: Counter(" ".join(w for w in r["instruction"].split() if w not in TRIGGER_WORDS) for r in rows)
+    # stripping the trigger words gives back exactly the clean prompts of the same split, each once
+    assert bare(s.triggered_validation) == bare(s.validation)
+    assert bare(s.triggered_test) == bare(s.test)
+    assert not {r["instruction"] for r in s.validation} & {r["instruction"] for r in s.test}
+    # a fixed benchmark split: the same validation prompts for every seed and attack
+    other = backdoorllm_splits(attack="badnet", n_validation=50, seed=4)
+    assert [r["instruction"] for r in other.validation] == [r["instruction"] for r in s.validation]
+
+
+def test_bundled_data_refuses_jailbreak_with_the_way_to_get_it():
+    with pytest.raises(DataError, match="bundles refusal only.*data.root"):
+        backdoorllm_splits(task="jailbreak")
