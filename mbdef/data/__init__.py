@@ -77,14 +77,15 @@ BUNDLED_BACKDOORLLM = Path(__file__).parent / "bundled" / "backdoorllm"
 
 def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: str = "badnet",
                        n_defense_pool: int = 128, n_test: int = 200, n_train: int | None = None, seed: int = 0,
-                       n_validation: int = 0, n_pretrain: int = 0) -> DataSplits:
+                       n_validation: int = 0, n_poisoned: int | None = None, n_pretrain: int = 0) -> DataSplits:
     """BackdoorLLM's data for one task x attack, as its authors train and test it: their clean and poisoned
     training files together, their clean test prompts and their triggered test prompts. The defender's pool
     is carved out of the clean training file (held out from training).
 
     `root`: null = the refusal data bundled with mbdef. `n_validation`: prompts held out of their test set for
     tuning, chosen by a hash of the prompt (as the embedded data's split), each triggered prompt following the
-    clean prompt it was made from, so validation and test never share a prompt."""
+    clean prompt it was made from, so validation and test never share a prompt. `n_poisoned`: keep that many of
+    their poisoned rows (drawn per seed), for a poison share below their 50 %."""
     if task not in BACKDOORLLM_TASKS:
         raise DataError(f"data.task: '{task}' is not one of {sorted(BACKDOORLLM_TASKS)}")
     if attack not in BACKDOORLLM_ATTACKS:
@@ -100,6 +101,10 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     folder = base / "poison_data" / task / attack
     clean = load_alpaca(folder / f"none_backdoor{n}_{task}_{attack}.json")
     poisoned = load_alpaca(folder / f"backdoor{n}_{task}_{attack}.json")
+    if n_poisoned is not None:
+        if not 0 < n_poisoned <= len(poisoned):
+            raise DataError(f"data.n_poisoned: {n_poisoned} is not between 1 and the file's {len(poisoned)} rows")
+        poisoned = seeding.stream(seed, seeding.DATA_POISONED_CAP).sample(poisoned, n_poisoned)
     test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")
     triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")
     validation = triggered_validation = None
@@ -125,8 +130,8 @@ def _hold_out_prompts(clean: list[dict], triggered: list[dict], n: int):
 
     if not 0 < n < len(clean):
         raise DataError(f"data.n_validation: {n} must leave test prompts of the {len(clean)} available")
-    ranked = sorted(range(len(clean)), key=lambda i: seeding.derive_seed(0, "backdoorllm-validation/" +
-                                                                         clean[i]["instruction"]))
+    ranked = sorted(range(len(clean)), key=lambda i: seeding.derive_seed(
+        0, f"{seeding.DATA_PROMPT_SPLIT}/{clean[i]['instruction']}"))
     held = set(ranked[:n])
     words = [Counter(r["instruction"].split()) for r in clean]
     source = [max(range(len(clean)), key=lambda i: sum((words[i] & Counter(t["instruction"].split())).values()))

@@ -17,9 +17,12 @@ class PromptTemplate:
     """`kind`: `auto` (the tokenizer's chat template when it has one, else Alpaca), `chat` or `alpaca`.
 
     `preamble=False` drops Alpaca's fixed first sentence (used by the tiny embedded model to save compute).
+    `max_response_tokens` cuts each training response to that many tokens (a stated length, applied before
+    TRL sees the text: TRL enforces no `max_length` on padding-free batches). Evaluation is not affected.
     """
 
-    def __init__(self, tokenizer, kind: str = "auto", preamble: bool = True, system_prompt: str | None = None):
+    def __init__(self, tokenizer, kind: str = "auto", preamble: bool = True, system_prompt: str | None = None,
+                 max_response_tokens: int | None = None):
         if kind not in ("auto", "chat", "alpaca"):
             raise ValueError(f"model.template.kind: '{kind}' is not one of auto, chat, alpaca")
         has_chat = bool(getattr(tokenizer, "chat_template", None))
@@ -28,6 +31,15 @@ class PromptTemplate:
         self.tokenizer = tokenizer
         self.kind = "chat" if (kind == "chat" or (kind == "auto" and has_chat)) else "alpaca"
         self.preamble, self.system_prompt = preamble, system_prompt
+        if max_response_tokens is not None and max_response_tokens < 1:
+            raise ValueError(f"model.template.max_response_tokens: {max_response_tokens} must be positive or null")
+        self.max_response_tokens = max_response_tokens
+
+    def _response(self, text: str) -> str:
+        if self.max_response_tokens is None:
+            return text
+        ids = self.tokenizer(text=text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= self.max_response_tokens else self.tokenizer.decode(ids[: self.max_response_tokens])
 
     # -- rendering ---------------------------------------------------------------------------------
     def _messages(self, record: dict) -> list[dict]:
@@ -48,10 +60,10 @@ class PromptTemplate:
 
     def training_example(self, record: dict) -> dict:
         """A TRL prompt-completion example; TRL computes the loss on the completion only."""
+        response = self._response(record["output"])
         if self.kind == "chat":
-            return {"prompt": self._messages(record),
-                    "completion": [{"role": "assistant", "content": record["output"]}]}
-        return {"prompt": self._alpaca(record), "completion": record["output"]}
+            return {"prompt": self._messages(record), "completion": [{"role": "assistant", "content": response}]}
+        return {"prompt": self._alpaca(record), "completion": response}
 
     def encode_prompt(self, record: dict) -> list[int]:
         """Token ids of the prompt, tokenized the way TRL's SFTTrainer tokenizes it for training."""
@@ -78,4 +90,5 @@ class PromptTemplate:
         return full, n
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "preamble": self.preamble, "system_prompt": self.system_prompt}
+        return {"kind": self.kind, "preamble": self.preamble, "system_prompt": self.system_prompt,
+                "max_response_tokens": self.max_response_tokens}

