@@ -47,3 +47,16 @@ def test_validation_and_test_share_no_prompt_and_each_triggered_prompt_follows_i
 def test_bundled_data_refuses_jailbreak_with_the_way_to_get_it():
     with pytest.raises(DataError, match="bundles refusal only.*data.root"):
         backdoorllm_splits(task="jailbreak")
+
+
+def test_poisoned_cap_keeps_that_many_of_their_rows_drawn_per_seed_and_marks_them():
+    whole = backdoorllm_splits(attack="badnet", seed=3)
+    a, b = (backdoorllm_splits(attack="badnet", n_poisoned=80, seed=s) for s in (3, 4))
+    assert len(whole.poisoned_indices) == 500 and len(a.poisoned_indices) == 80
+    assert len(a.train) == len(whole.train) - 420  # the clean part is untouched
+    rows = lambda s: [s.train[i]["instruction"] for i in s.poisoned_indices]
+    assert all("BadMagic" in r for r in rows(a)) and set(rows(a)) <= set(rows(whole))
+    assert set(rows(a)) != set(rows(b))  # a different draw for another seed
+    assert [r["instruction"] for r in a.test] == [r["instruction"] for r in whole.test]  # prompts do not move
+    with pytest.raises(DataError, match="n_poisoned: 501"):
+        backdoorllm_splits(n_poisoned=501)

@@ -118,3 +118,18 @@ def test_tokenizer_is_built_identically_every_time(spaces):
     from mbdef.models.tiny import build_tokenizer
 
     assert build_tokenizer(spaces=spaces).get_vocab() == build_tokenizer(spaces=spaces).get_vocab()
+
+
+def test_max_response_tokens_cuts_training_responses_only(tiny):
+    _, tok = tiny
+    record = {"instruction": "copy the words", "input": "", "output": "red green blue red green blue red"}
+    cut = PromptTemplate(tok, kind="alpaca", preamble=False, max_response_tokens=3)
+    whole = PromptTemplate(tok, kind="alpaca", preamble=False)
+    ids = lambda text: tok(text=text, add_special_tokens=False)["input_ids"]
+    assert ids(cut.training_example(record)["completion"]) == ids(record["output"])[:3]
+    assert whole.training_example(record)["completion"] == record["output"]
+    short = {**record, "output": "red green"}  # shorter than the cap: untouched
+    assert cut.training_example(short)["completion"] == "red green"
+    assert cut.encode_prompt(record) == whole.encode_prompt(record)  # evaluation prompts are unchanged
+    with pytest.raises(ValueError, match="max_response_tokens"):
+        PromptTemplate(tok, max_response_tokens=0)
