@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=12
 
 .PHONY: help install run test test-full bench bench-gpu paper evidence ablations clean
 

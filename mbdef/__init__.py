@@ -41,3 +41,12 @@ def _fact(name: str) -> str:
 OmegaConf.register_new_resolver("mbdef_dirname", job_dirname, replace=True)
 OmegaConf.register_new_resolver("mbdef_fact", _fact, replace=True)
 OmegaConf.register_new_resolver("mbdef_nondefining", _non_defining_overrides, replace=True)
+
+
+def _register_schemas() -> None:
+    from mbdef.schemas import register
+
+    register()
+
+
+_register_schemas()  # before any compose: conf/ names the schemas in its defaults lists

@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+# A key's last part: `token`, `hf_token`, `access-token`, `api_key`, `secret`, `password`; not a count such as
+# `max_new_tokens` (matched once, it was redacted from saved configs and so from the config hash).
+_SECRET = re.compile(r"(api[_-]?key|(^|[_-])token$|secret|password)", re.IGNORECASE)
 _NAME_OF_SECRET = re.compile(r"_env$")  # e.g. api_key_env: the *name* of an environment variable, kept
 # Values that are credentials whatever key carries them: Hugging Face, OpenAI-style, GitHub, W&B (40 hex).
 _SECRET_VALUE = re.compile(r"^(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{8,}|"

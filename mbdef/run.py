@@ -29,6 +29,7 @@ from mbdef.eval.prompt_sets import build_evaluator, eval_prompts
 from mbdef.eval.reactivation import reactivation_test
 from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
+from mbdef.results import RunResults
 from mbdef.rundir import RunDir, config_hash
 from mbdef.tracking import NullTracker
 from mbdef.training import cache_key, configure_progress, set_threads
@@ -149,8 +150,8 @@ def run(cfg: DictConfig) -> dict:
         raise
 
     # 6. results.json, then COMPLETE.json: only now does a re-run skip this job.
-    results.update(
-        **names, seed=seed,
+    results = RunResults.from_parts(dict(
+        results, **names, seed=seed,
         poison={"rate": attack.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
                 "poisoned_data_hash": records_hash(poisoned.records), **attack.describe()},
         judge=judge.name, defense_info=plan.info, eval_split=cfg.eval.get("split", "test"), testbed=testbed,
@@ -164,7 +165,7 @@ def run(cfg: DictConfig) -> dict:
         versions={"mbdef": mbdef.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
                   "trl": trl.__version__, "python": platform.python_version()},
         device=str(next(model.parameters()).device), output_dir=str(out_dir), world_size=procs.world_size,
-    )
+    )).to_dict()
     results["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
     if not procs.is_main:
         return results

