@@ -41,6 +41,28 @@ def tiny_run(tmp_path_factory):
     return Path(cfg.paths.output_dir), run(cfg)
 
 
+def sweep_cmd(log_dir, cache_dir) -> list[str]:
+    """A two-job debug sweep as a user types it (defense=none,finetune, W&B offline)."""
+    import sys
+
+    return [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "logger=wandb",
+            "sweep_id=idem", "trainer.stage1.max_steps=4", "data.n_test=4", "eval.reactivation.enabled=false",
+            "eval.representation.enabled=false", f"paths.log_dir={log_dir}", f"paths.cache_dir={cache_dir}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """The sweep run once through the CLI, shared by the tests that read it or re-run copies of it:
+    (log dir, completed process)."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("sweep")
+    done = subprocess.run(sweep_cmd(root, root / "cache"), capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WANDB_MODE": "offline"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root, done
+
+
 # Strong poisoning and a short, hot schedule: enough for the tiny model to learn the trigger in seconds.
 IMPLANT = ["attack.poison_rate=0.3", "data.n_train=600", "trainer.stage1.max_steps=80",
            "trainer.stage1.learning_rate=2e-3", "trainer.stage1.logging_steps=10", "eval.max_new_tokens=8"]

@@ -95,24 +95,16 @@ def test_ctba_with_negative_sentiment_target_implants_and_is_judged_by_its_keywo
     assert all(all(t in s["prompt"].split() for t in ("2024", "BadMagic", "OpenAI")) for s in trig)
 
 
-def test_sweep_wandb_runs_pivot_by_attack_and_defense(tmp_path):
+def test_sweep_wandb_runs_pivot_by_attack_and_defense(tiny_sweep):
     """What a dashboard pivots on: group = the sweep, job_type = the defense, tags, summary, curves, samples."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "logger=wandb",
-           "sweep_id=dash", "trainer.stage1.max_steps=4", "data.n_test=4", f"paths.log_dir={tmp_path}",
-           f"paths.cache_dir={tmp_path}/cache"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "WANDB_MODE": "offline"})
-    assert done.returncode == 0, done.stderr[-3000:]
+    root, _ = tiny_sweep
     seen = {}
-    for job in sorted((tmp_path / "multirun" / "dash").glob("*/results.json")):
+    for job in sorted((root / "multirun" / "idem").glob("*/results.json")):
         (run_dir,) = list((job.parent / "wandb").glob("offline-run-*"))
         logged = read_run(run_dir)
         defense = json.loads(job.read_text())["defense"]
         seen[defense] = logged["run"]
-        assert logged["run"]["group"] == "dash" and logged["run"]["job_type"] == defense
+        assert logged["run"]["group"] == "idem" and logged["run"]["job_type"] == defense
         assert {f"attack:badnet", f"defense:{defense}", "model:tiny", "data:synthetic"} <= set(logged["run"]["tags"])
         assert logged["config"]["defense"]["name"] == defense and logged["config"]["seed"] == 0  # resolved config
         assert {"asr", "cacc"} <= set(logged["summary"])

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 import mbdef.run as runner
 import mbdef.training.pretrain as pretrain_mod
 import mbdef.training.stages as stages
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, sweep_cmd
 
 # Tiny but real: 20 + 4 steps, checkpoints every 5 (stage 1) and every 2 (stage 2).
 NO_EVIDENCE = ["eval.reactivation.enabled=false", "eval.representation.enabled=false", "eval.trigger_variants=null"]
@@ -196,12 +196,11 @@ def test_kill_minus_9_during_stage1_then_rerun_resumes_to_the_same_result(tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tmp_path):
-    cmd = [sys.executable, "-m", "mbdef", "-m", "defense=none,finetune", "debug=tiny", "sweep_id=idem",
-           "trainer.stage1.max_steps=4", "data.n_test=4", "eval.reactivation.enabled=false",
-           "eval.representation.enabled=false", f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tiny_sweep, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_sweep[0], tmp_path, dirs_exist_ok=True)  # re-run a copy: the fixture is shared
+    cmd = sweep_cmd(tmp_path, tmp_path / "cache")
     jobs = sorted((tmp_path / "multirun" / "idem").glob("*/results.json"))
     # Named by the overrides (paths excluded), so the same command finds the same dirs again.
     # (long names end in a hash of the full override string)
