@@ -55,3 +55,17 @@ def test_ablation_table_names_a_sweep_that_was_never_run(tmp_path):
     done = script("ablation_table.py", tmp_path / "ablation_clean_size")
     assert done.returncode != 0
     assert "mbdef experiment=ablation_clean_size" in done.stderr
+
+
+def test_tuning_rule_keeps_the_default_in_a_tie_else_takes_the_cheapest_allowed_value():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from choose_defaults import choose
+
+    cell = lambda asr, cacc: {("badnet", 0): (asr, cacc), ("invocab", 0): (asr, cacc)}
+    # 2 and 4 beat the default by more than the tie margin; 4 is lowest but costs CACC beyond the margin
+    table = {1: cell(0.30, 0.90), 2: cell(0.10, 0.89), 4: cell(0.00, 0.85), 8: cell(0.11, 0.90)}
+    assert choose(table, 1)[0] == 2
+    assert choose({**table, 1: cell(0.115, 0.90)}, 1)[0] == 1  # within 0.02 of the best allowed: the default stays
+    assert choose({1: cell(0.3, 0.9), 8: cell(0.05, 0.9), 2: cell(0.06, 0.9)}, 1)[0] == 2  # cheapest of the tie
+    incomplete = {**table, 2: {("badnet", 0): (0.0, 0.9)}}  # a value missing cells cannot win
+    assert choose(incomplete, 1)[0] == 8
