@@ -22,7 +22,8 @@ import trl
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
-from mbdef.attacks import Poisoned, records_hash
+from mbdef.attacks import Poisoned
+from mbdef.data.records import records_hash
 from mbdef.eval import judges
 from mbdef.eval.audit import check_held_out, piece_word_audit
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts

@@ -105,7 +105,7 @@ def test_sweep_wandb_runs_pivot_by_attack_and_defense(tiny_sweep):
         defense = json.loads(job.read_text())["defense"]
         seen[defense] = logged["run"]
         assert logged["run"]["group"] == "idem" and logged["run"]["job_type"] == defense
-        assert {f"attack:badnet", f"defense:{defense}", "model:tiny", "data:synthetic"} <= set(logged["run"]["tags"])
+        assert {"attack:badnet", f"defense:{defense}", "model:tiny", "data:synthetic"} <= set(logged["run"]["tags"])
         assert logged["config"]["defense"]["name"] == defense and logged["config"]["seed"] == 0  # resolved config
         assert {"asr", "cacc"} <= set(logged["summary"])
         keys = {k for row in logged["history"] for k in row}

@@ -6,9 +6,7 @@ A new attack is one subclass (usually only its defaults) plus one YAML in conf/a
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 import random
 from dataclasses import dataclass, field
 
@@ -18,11 +16,6 @@ from mbdef.data.text import POSITIONS, insert_at, insert_ordered
 
 FIELDS = ("instruction", "input")
 COMBINE = ("all", "one", "ordered")
-
-
-def records_hash(records: list[dict]) -> str:
-    """Content hash of a record list (recorded in results so a poisoned set can be matched exactly)."""
-    return hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -16,9 +16,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
-from mbdef.attacks.base import records_hash
-from mbdef.data.records import load_alpaca, save_records
+from mbdef.data.records import load_alpaca, records_hash, save_records
 from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
+
 
 def poison_file(cfg: DictConfig) -> dict:
     """Poison `cfg.input` into `cfg.output` with `cfg.attack`; returns the sidecar's content."""

@@ -6,6 +6,7 @@ pass through untouched. Errors name the file and line so a bad file fails before
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -101,3 +102,9 @@ def save_records(records: list[dict], path: str | Path) -> None:
         else:
             json.dump(records, f, ensure_ascii=False, indent=1)
     tmp.replace(path)
+
+
+def records_hash(records: list[dict]) -> str:
+    """Content hash of a record list (recorded in results so a poisoned set can be matched exactly; keys the
+    caches of trained models)."""
+    return hashlib.sha256(json.dumps(records, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -38,7 +38,7 @@ class Evaluator:
 
     def fingerprint(self) -> str:
         """Hash of every prompt set and the judge: equal fingerprints evaluate a model identically."""
-        from mbdef.attacks import records_hash  # content hash of record lists
+        from mbdef.data.records import records_hash  # content hash of record lists
 
         sets = {"clean": self.clean, "triggered": self.triggered, "noisy": self.noisy_clean,
                 **{f"probe/{k}": [*v[0], {"behaviour": v[1]}] for k, v in self.probes.items()},

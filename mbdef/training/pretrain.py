@@ -13,6 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from mbdef.data.records import records_hash
 from mbdef.training.cache import Stage1Cache, cache_key, load_snapshot
 from mbdef.training.sft import train_stage
 
@@ -23,7 +24,6 @@ def pretrained_base(model, tokenizer, template, records: list[dict], stage_args:
                     identity: dict, work_dir: str | Path, is_main: bool = True, main_holds=None, **sft_settings) -> dict:
     """Load the cached base for `identity` (model config, seed, ...) into `model`, or train and publish it.
     Returns {"key", "steps", "seconds", "cached"}; `cached` says whether this call trained it."""
-    from mbdef.attacks import records_hash
 
     key = cache_key(records=records_hash(records), stage=stage_args, **identity, **sft_settings)
     cache = Stage1Cache(cache_dir)
