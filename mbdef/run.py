@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import mbdef
 from mbdef.attacks import Poisoned
 from mbdef.data.records import records_hash
+from mbdef.defenses import MBDefense
 from mbdef.eval import judges
 from mbdef.eval.audit import check_held_out, piece_word_audit
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts
@@ -101,7 +102,8 @@ def run(cfg: DictConfig) -> dict:
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     evaluator = build_evaluator(cfg.eval, prompts, attack, plan.info, template, judge, seed,
-                                splits.triggered(cfg.eval.get("split", "test")))
+                                splits.triggered(cfg.eval.get("split", "test")),
+                                reference_words=MBDefense(seed=seed).triggers)  # what MB-Defense would insert
     testbed = piece_word_audit(trained_on["stage1"], tokenizer, attack.field)
 
     # 3. The run dir: config, what each stage trains on, the tracker.

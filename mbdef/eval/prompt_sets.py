@@ -32,8 +32,9 @@ def prefixed(records: list[dict], word: str) -> list[dict]:
 
 
 def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template, judge, seed: int,
-                    data_triggered: list[dict] | None = None) -> Evaluator:
-    """`data_triggered`: the data's own triggered prompts (pre-poisoned data), used instead of the attack's."""
+                    data_triggered: list[dict] | None = None, reference_words: list[str] | None = None) -> Evaluator:
+    """`data_triggered`: the data's own triggered prompts (pre-poisoned data), used instead of the attack's.
+    `reference_words`: the "defensive" words of the representation analysis for a defense without triggers."""
     probes = {}
     if plan_info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
         for i, (trig, beh) in enumerate(zip(plan_info["defensive_triggers"], plan_info["defensive_behaviours"])):
@@ -56,24 +57,25 @@ def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template
         if prefix:
             variants = {name: prefixed(rs, prefix) for name, rs in variants.items()}
     if (rep := ecfg.get("representation")) and rep.enabled and attack.active:
-        analyses["representation"] = representation_probe(rep, prompts, attack, plan_info, template,
-                                                           ecfg.batch_size, seed)
+        words = plan_info.get("defensive_triggers") or list(rep.get("reference_triggers") or reference_words or [])
+        if not words:
+            raise ValueError("eval.representation: no defensive or reference words to compare the trigger with; "
+                             "set eval.representation.reference_triggers")
+        analyses["representation"] = representation_probe(rep, prompts, attack, words, template, ecfg.batch_size, seed)
     return Evaluator(template, clean, triggered, judge, batch_size=ecfg.batch_size, max_new_tokens=ecfg.max_new_tokens,
                      probes=probes, n_samples=ecfg.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses,
                      rouge=bool(ecfg.get("rouge_l", True)), perplexity=bool(ecfg.get("perplexity", True)))
 
 
-def representation_probe(rep, prompts: list[dict], attack, plan_info: dict, template, batch_size: int, seed: int):
+def representation_probe(rep, prompts: list[dict], attack, words: list[str], template, batch_size: int, seed: int):
     """(model, tokenizer) -> representation analysis on the model as it is (no inference prefix).
 
-    The "defensive" words are the defense's own triggers; for a defense without any (none, finetune, the
-    controls without stage-1 poisoning) they are MB-Defense's default triggers for this seed, so that every
-    run of a seed measures the same words and the poisoned model is the baseline for merging."""
-    from mbdef.defenses import MBDefense  # the reference words MB-Defense would use
+    `words` are the defense's own triggers; for a defense without any (none, finetune, the controls without
+    stage-1 poisoning) the caller passes MB-Defense's default triggers for this seed, so that every run of a
+    seed measures the same words and the poisoned model is the baseline for merging."""
     from mbdef.eval.representation import analyse
 
     clean = prompts[: rep.n_prompts]
-    words = plan_info.get("defensive_triggers") or list(rep.get("reference_triggers") or MBDefense(seed=seed).triggers)
     rng = seeding.stream(seed, seeding.EVAL_REPRESENTATION)
     insert = lambda w: [{**r, "instruction": insert_at(r["instruction"], w, "random_word", rng)} for r in clean]
     defensive = {w: insert(w) for w in words}
