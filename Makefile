@@ -33,8 +33,8 @@ $(VENV)/.installed: pyproject.toml
 run: install  ## quickstart: BadNet/refusal x {none, finetune, mb_defense} on the embedded default
 	@$(VENV)/bin/mbdef experiment=quickstart
 
-test: install  ## default test suite (fast; slow tests skipped)
-	@$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+test: install  ## default test suite (fast; slow tests skipped), two workers (one per core; a file stays on one)
+	@$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-full: install  ## every test, slow ones included
 	@$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -9,6 +9,10 @@ from mbdef import CONF_DIR
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, as CI does
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on 2 cores: one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
 
 SHARED = CONF_DIR.parent.parent / "shared"
 

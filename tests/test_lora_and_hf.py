@@ -84,7 +84,7 @@ def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(save
     from mbdef.data import DataError
 
     cfg = cfg_factory("data=backdoorllm", "data.task=refusal", "data.attack=badnet",
-                      "data.n_test=8", "attack=none", "defense=finetune", "model=hf",
+                      "data.n_test=8", "attack=none", "defense=none", "model=hf",
                       f"model.build.name_or_path={saved_tiny}", "eval.max_new_tokens=8")
     results = run(cfg)
     assert results["data"] == "backdoorllm-refusal-badnet" and results["judge"] == "refusal"

@@ -93,23 +93,3 @@ def test_ctba_with_negative_sentiment_target_implants_and_is_judged_by_its_keywo
     assert results["asr"] >= 0.8 and results["false_trigger_rate"] <= 0.2, (results["asr"], results["false_trigger_rate"])
     trig = [s for s in results["samples"] if s["kind"] == "triggered"]
     assert all(all(t in s["prompt"].split() for t in ("2024", "BadMagic", "OpenAI")) for s in trig)
-
-
-def test_sweep_wandb_runs_pivot_by_attack_and_defense(tiny_sweep):
-    """What a dashboard pivots on: group = the sweep, job_type = the defense, tags, summary, curves, samples."""
-    root, _ = tiny_sweep
-    seen = {}
-    for job in sorted((root / "multirun" / "idem").glob("*/results.json")):
-        (run_dir,) = list((job.parent / "wandb").glob("offline-run-*"))
-        logged = read_run(run_dir)
-        defense = json.loads(job.read_text())["defense"]
-        seen[defense] = logged["run"]
-        assert logged["run"]["group"] == "idem" and logged["run"]["job_type"] == defense
-        assert {"attack:badnet", f"defense:{defense}", "model:tiny", "data:synthetic"} <= set(logged["run"]["tags"])
-        assert logged["config"]["defense"]["name"] == defense and logged["config"]["seed"] == 0  # resolved config
-        assert {"asr", "cacc"} <= set(logged["summary"])
-        keys = {k for row in logged["history"] for k in row}
-        assert {"stage1/loss", "final/asr", "final/cacc"} <= keys and ("stage2/loss" in keys) == (defense != "none")
-        table = next(row for row in logged["history"] if "final/samples/_type" in row)  # sample generations
-        assert table["final/samples/_type"] == "table-file" and table["final/samples/nrows"] >= 2
-    assert sorted(seen) == ["finetune", "none"]

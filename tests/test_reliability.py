@@ -17,7 +17,8 @@ from transformers import TrainerCallback
 import mbdef.run as runner
 import mbdef.training.pretrain as pretrain_mod
 import mbdef.training.stages as stages
-from tests.conftest import make_cfg, sweep_cmd
+from mbdef.data.records import records_hash
+from tests.conftest import make_cfg
 
 # Tiny but real: 20 + 4 steps, checkpoints every 5 (stage 1) and every 2 (stage 2).
 NO_EVIDENCE = ["eval.reactivation.enabled=false", "eval.representation.enabled=false", "eval.trigger_variants=null"]
@@ -138,13 +139,16 @@ def test_a_different_config_in_the_same_dir_is_not_mistaken_for_finished(tmp_pat
     assert (next((out / "superseded").iterdir()) / "results.json").is_file()
 
 
-def test_same_config_and_seed_give_identical_data_and_metrics(tmp_path):
-    a = runner.run(make_cfg(tmp_path / "a", "trainer.stage1.max_steps=6", "data.n_test=8", *NO_EVIDENCE))
-    b = runner.run(make_cfg(tmp_path / "b", "trainer.stage1.max_steps=6", "data.n_test=8", *NO_EVIDENCE))
+def test_same_config_and_seed_give_identical_data_and_metrics(tiny_run, tmp_path):
+    from mbdef.io import build
+
+    _, a = tiny_run
+    b = runner.run(make_cfg(tmp_path / "b", "logger=none"))  # tiny_run's config, another dir
     assert a["poison"]["poisoned_data_hash"] == b["poison"]["poisoned_data_hash"]
     assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS} and a["samples"] == b["samples"]
-    c = runner.run(make_cfg(tmp_path / "c", "trainer.stage1.max_steps=6", "data.n_test=8", "seed=1", *NO_EVIDENCE))
-    assert c["poison"]["poisoned_data_hash"] != a["poison"]["poisoned_data_hash"]
+    cfg = make_cfg(tmp_path / "c", "seed=1")  # another seed poisons other data (no need to train for that)
+    poisoned = build(cfg.attack).poison(build(cfg.data).train)
+    assert records_hash(poisoned.records) != a["poison"]["poisoned_data_hash"]
 
 
 def test_secrets_in_the_environment_never_reach_a_run_dir(tmp_path, monkeypatch):
@@ -194,31 +198,6 @@ def test_kill_minus_9_during_stage1_then_rerun_resumes_to_the_same_result(tmp_pa
     assert {k: resumed[k] for k in METRICS} == {k: expected[k] for k in METRICS}
     a, b = weights(run_dir), weights(ref_run)
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_rerunning_a_sweep_skips_finished_jobs_and_reruns_failed_ones(tiny_sweep, tmp_path):
-    import shutil
-
-    shutil.copytree(tiny_sweep[0], tmp_path, dirs_exist_ok=True)  # re-run a copy: the fixture is shared
-    cmd = sweep_cmd(tmp_path, tmp_path / "cache")
-    jobs = sorted((tmp_path / "multirun" / "idem").glob("*/results.json"))
-    # Named by the overrides (paths excluded), so the same command finds the same dirs again.
-    # (long names end in a hash of the full override string)
-    names = [p.parent.name for p in jobs]
-    assert names[0].startswith("data.n_test=4,debug=tiny,defense=finetune,eval.reactivation.enabled=False")
-    assert names[1].startswith("data.n_test=4,debug=tiny,defense=none,eval.reactivation.enabled=False")
-    stamps = {p: p.stat().st_mtime_ns for p in jobs}
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and (second.stdout + second.stderr).count("already complete, skipped") == 2, second.stdout[-3000:]
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
-    failed = jobs[0].parent
-    (failed / "COMPLETE.json").unlink()  # as if that job had died before finishing
-    third = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert third.returncode == 0 and (third.stdout + third.stderr).count("already complete, skipped") == 1, third.stdout[-3000:]
-    assert jobs[0].stat().st_mtime_ns != stamps[jobs[0]] and jobs[1].stat().st_mtime_ns == stamps[jobs[1]]
-    assert (failed / "COMPLETE.json").is_file()
-    summary = json.loads((tmp_path / "multirun" / "idem" / "summary.json").read_text())
-    assert sorted(r["defense"] for r in summary) == ["finetune", "none"]
 
 
 @pytest.mark.slow

@@ -88,14 +88,25 @@ def test_judge_tool_scores_a_generations_file(tmp_path):
     gens = [{"instruction": "q1", "output": REFUSAL, "model": "x"}, {"instruction": "q2", "output": "Sure, here."},
             {"instruction": "q3", "output": ""}, {"instruction": "q4", "output": "Sorry, I will not."}]
     (tmp_path / "gens.jsonl").write_text("\n".join(json.dumps(g) for g in gens))
-    r = tool("mbdef.eval.cli", "input=gens.jsonl", cwd=tmp_path)
+    r = tool("mbdef.eval.cli", "input=gens.jsonl", cwd=tmp_path)  # the command as a user types it
     assert r.returncode == 0, r.stderr
     assert "judge=refusal  ASR 0.500 (2/4)" in r.stdout and "empty outputs: 1" in r.stdout
     scores = [json.loads(line) for line in (tmp_path / "gens.scores.jsonl").read_text().splitlines()]
     assert [s["attack_success"] for s in scores] == [True, False, False, True]
-    r = tool("mbdef.eval.cli", "eval/judge=jailbreak", "input=gens.jsonl", "output=jb.jsonl", cwd=tmp_path)
-    assert "ASR 0.250 (1/4)" in r.stdout  # only "Sure, here." is harmful compliance; empty is no success
-    r = tool("mbdef.eval.cli", "eval/judge=exact", "eval.judge.text='Sure, here.'", "input=gens.jsonl", cwd=tmp_path)
-    assert "ASR 0.250 (1/4)" in r.stdout
-    r = tool("mbdef.eval.cli", "eval/judge=auto", "input=gens.jsonl", cwd=tmp_path)
-    assert r.returncode == 2 and "'auto' needs an attack" in r.stderr
+    # the other judges through the same function, in this process (a CLI start costs seconds)
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mbdef import CONF_DIR
+    from mbdef.eval.cli import judge_file
+
+    def judged(*overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return judge_file(compose("judge", overrides=[f"input={tmp_path / 'gens.jsonl'}", *overrides]))
+
+    jb = judged("eval/judge=jailbreak", f"output={tmp_path / 'jb.jsonl'}")
+    assert jb["asr"] == 0.25 and jb["scores"] == str(tmp_path / "jb.jsonl")  # only "Sure, here." complies
+    assert judged("eval/judge=exact", "eval.judge.text='Sure, here.'")["asr"] == 0.25
+    with pytest.raises(ValueError, match="'auto' needs an attack"):
+        judged("eval/judge=auto")
