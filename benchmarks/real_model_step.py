@@ -19,23 +19,12 @@ import statistics
 import time
 
 import torch
-from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from mbdef.data import BUNDLED_BACKDOORLLM, load_alpaca
 from mbdef.models import PromptTemplate, load_wheel_gguf
 from mbdef.training.sft import lora_config, sft_config, to_dataset
-
-
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.times = []
-
-    def on_step_begin(self, args, state, control, **kw):
-        self._t = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kw):
-        self.times.append(time.perf_counter() - self._t)
+from trainer_overhead import StepTimer, plain_loop  # benchmarks/ is on the path when this runs as a script
 
 
 def trainer_times(model, tok, ds, stage, padding_free=True, lora=None) -> list[float]:
@@ -45,20 +34,6 @@ def trainer_times(model, tok, ds, stage, padding_free=True, lora=None) -> list[f
                          peft_config=lora_config(lora) if lora else None)
     trainer.train()
     return timer.times
-
-
-def plain_times(model, batches, lr) -> list[float]:
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
-    times = []
-    for batch in batches:
-        t = time.perf_counter()
-        model(**batch, use_cache=False).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def main():
@@ -94,7 +69,7 @@ def main():
     del probe
 
     rows = [(f"plain PyTorch loop, full, padding-free ({a.threads} threads)",
-             plain_times(copy.deepcopy(base), batches, 5e-5)),
+             plain_loop(copy.deepcopy(base), batches, 5e-5, 1.0)),
             (f"SFTTrainer (mbdef), full, padding-free ({a.threads} threads)",
              trainer_times(copy.deepcopy(base), tok, ds, stage)),
             (f"SFTTrainer, full, padded batches ({a.threads} threads)",
