@@ -58,9 +58,10 @@ evidence: install  ## re-activation and representation on report seeds, with the
 
 ABLATIONS := n_triggers clean_size defense_rate stage2_steps poison_rate unseen_trigger_kind
 ABLATION_ARGS := logger=none eval.reactivation.enabled=false eval.representation.enabled=false eval.trigger_variants=null
-ablations: install  ## the six ablation presets on the tuning seeds 0-2 and validation prompts, then experiments/ablation_table.py
+ablations: install  ## the six ablation presets on the tuning seeds 0-2 and validation prompts, their table, and the tuning rule's choice of defaults
 	@for a in $(ABLATIONS); do $(VENV)/bin/mbdef experiment=ablation_$$a $(ABLATION_ARGS) || exit 1; done
 	@$(PY) experiments/ablation_table.py $(foreach a,$(ABLATIONS),outputs/multirun/ablation_$(a)) --out outputs/multirun/ablations.md
+	@$(PY) experiments/choose_defaults.py $(foreach a,n_triggers defense_rate clean_size,outputs/multirun/ablation_$(a)) --out outputs/multirun/defaults.md
 
 clean:  ## remove the virtualenv, outputs and caches
 	rm -rf $(VENV) outputs/* .pytest_cache wandb *.egg-info
