@@ -6,48 +6,42 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
-import random
 import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 import transformers
 import trl
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
+from mbdef import seeding
 from mbdef.attacks import Poisoned
 from mbdef.data.records import records_hash
 from mbdef.defenses import MBDefense
 from mbdef.eval import judges
-from mbdef.eval.audit import check_held_out, piece_word_audit
+from mbdef.eval.audit import check_held_out, piece_word_audit, trigger_collisions
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts
 from mbdef.eval.reactivation import reactivation_test
 from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
+from mbdef.report.card import write_model_card
 from mbdef.results import RunResults
 from mbdef.rundir import RunDir, config_hash
-from mbdef.tracking import NullTracker
+from mbdef.tracking import NullTracker, log_final
 from mbdef.training import cache_key, configure_progress, set_threads
 from mbdef.training.distributed import Processes
 from mbdef.training.settings import TrainerSettings
+from mbdef.training.sft import in_multirun, progress_mode
 from mbdef.training.stage_data import stage_rows, write_stage_data
 from mbdef.training.stages import StageJob, finish_stage_dirs, run_stages, stage1_key
 
 log = logging.getLogger("mbdef")
 FINAL_KEYS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _prepare_output_dir(cfg: DictConfig) -> Path:
@@ -77,9 +71,9 @@ def run(cfg: DictConfig) -> dict:
         log.info("%s holds a finished run of another config (changed: %s): re-running; its files move to "
                  "superseded/", out_dir, shown or "mbdef's config hashing")
     seed, force = int(cfg.seed), bool(cfg.get("force"))
-    seed_everything(seed)
+    seeding.seed_libraries(seed)
     set_threads(cfg.trainer.get("threads"))
-    configure_progress(_progress_mode(cfg.get("progress", "auto")), f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
+    configure_progress(progress_mode(cfg.get("progress", "auto")), f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
     procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
 
     # 1. Data, attack, defense plan: everything cheap first, so bad config or data fails before training.
@@ -92,10 +86,10 @@ def run(cfg: DictConfig) -> dict:
     trained_on = stage_rows(plan, len(poisoned.records), poisoned.poisoned_indices)
     settings = TrainerSettings.from_config(cfg.trainer, seed)
     settings.validate(out_dir, ("stage1", "stage2") if plan.stage2 else ("stage1",))
-    warnings = _trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
+    warnings = trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
 
     # 2. Evaluation sets, judged by the target's judge, on prompts no stage trains on.
-    judge = judges.resolve(_judge_spec(cfg.eval.judge, attack, splits), attack.target)
+    judge = judges.resolve(judges.judge_spec(cfg.eval.judge, attack.active, splits.judge), attack.target)
     prompts = eval_prompts(cfg.eval, splits)
     check_held_out(prompts, {"training data": poisoned.records, "the defender's pool": splits.defense_pool,
                              "pretraining data": splits.pretrain}, policy=cfg.eval.get("held_out", "error"))
@@ -119,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
     names = {"attack": cfg.attack.name, "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
     tracker = build(cfg.logger) if procs.is_main and cfg.get("logger") else NullTracker()
     tracker.start(resolved, name=f"{names['attack']}-{names['defense']}-s{seed}", job_type=names["defense"],
-                  group=cfg.get("sweep_id") if _in_multirun() else None, tags=[f"{k}:{v}" for k, v in names.items()])
+                  group=cfg.get("sweep_id") if in_multirun() else None, tags=[f"{k}:{v}" for k, v in names.items()])
 
     # 4. Train stage 1 and stage 2, evaluating after each; 5. the re-activation test.
     job = StageJob(out_dir=out_dir, settings=settings, procs=procs, log=tracker.log,
@@ -134,7 +128,7 @@ def run(cfg: DictConfig) -> dict:
                    periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
     try:
         results = run_stages(model, tokenizer, template, plan.stage1, plan.stage2, evaluator, job)
-        _log_final(tracker, results)
+        log_final(tracker, results)
         procs.barrier()  # the re-activation test trains on every process again
         if procs.is_main and cfg.save_model:
             model.save_pretrained(out_dir / "model", safe_serialization=True)
@@ -173,7 +167,7 @@ def run(cfg: DictConfig) -> dict:
     if not procs.is_main:
         return results
     if cfg.save_model:
-        _write_model_card(out_dir / "model", results)
+        write_model_card(out_dir / "model", results)
     write_json_atomic(results, out_dir / "results.json")
     rundir.complete()
     tracker.summary({k: results[k] for k in FINAL_KEYS if k in results})
@@ -182,71 +176,6 @@ def run(cfg: DictConfig) -> dict:
     log.info("%s / %s: ASR %s  CACC %.3f  -> %s", names["attack"], names["defense"],
              "n/a" if asr is None else f"{asr:.3f}", results["cacc"], out_dir / "results.json")
     return results
-
-
-def _judge_spec(spec, attack, splits):
-    """`eval.judge`; `auto` on pre-poisoned data takes the judge the data's target calls for."""
-    name = spec if isinstance(spec, str) else spec.get("name")
-    return splits.judge if name == "auto" and not attack.active and splits.judge else spec
-
-
-def _log_final(tracker, results: dict) -> None:
-    step, final = results["steps"], {k: v for k, v in results.items() if k not in ("stage1", "stage2", "after_stage1")}
-    tracker.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float)) and k != "steps"}, step)
-    tracker.log({f"final/trigger_variant/{k}": v for k, v in final.get("trigger_variants", {}).items()}, step)
-    for stage, rep in results.get("representation", {}).items():  # per-layer curves: x = layer
-        for key in ("cos_attacker_defensive", "cos_attacker_control"):
-            if key in rep:
-                tracker.summary({f"representation/{stage}/{key}/layer_{i}": v for i, v in enumerate(rep[key])})
-    tracker.table("final/samples", results.get("samples", []), step)
-
-
-def _progress_mode(mode: str) -> str:
-    """`auto`: labelled log lines when the launcher runs jobs side by side (their bars would interleave
-    into one unreadable line), progress bars otherwise."""
-    if mode != "auto":
-        return mode
-    from hydra.core.hydra_config import HydraConfig
-
-    if _in_multirun():
-        launcher = HydraConfig.get().launcher
-        if "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") != 1:
-            return "lines"
-    return "bars"
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
-
-
-def _trigger_collisions(triggers: list[str], train: list[dict], poisoned_idx: list[int], field: str) -> list[str]:
-    """Warn when an attack trigger already occurs in clean (unpoisoned) training text: the backdoor would
-    then be trained on clean answers too, and ASR is not what it seems."""
-    poisoned, out = set(poisoned_idx), []
-    for t in triggers:
-        n = sum(f" {t} " in f" {r.get(field) or ''} " for i, r in enumerate(train) if i not in poisoned)
-        if n:
-            out.append(f"attack trigger '{t}' already occurs in {n} clean training records ({field}); "
-                       f"choose a rarer trigger")
-            log.warning(out[-1])
-    return out
-
-
-def _write_model_card(folder: Path, results: dict) -> None:
-    """Label a saved model so it is never mistaken for a clean artifact."""
-    if not folder.is_dir():
-        return
-    lab = results["labels"]
-    warn = ("WARNING: trained on attacker-poisoned data; it may contain a backdoor "
-            f"(attack {results['attack']}, triggers {results['poison'].get('triggers')})."
-            if lab["may_contain_backdoor"] else "Trained without attacker poison.")
-    (folder / "README.md").write_text(
-        f"---\ntags: [mbdef, backdoor-research{', poisoned' if lab['may_contain_backdoor'] else ''}]\n---\n"
-        f"# mbdef research artifact\n\n{warn}\n\nDefense: {results['defense']}; seed {results['seed']}; "
-        f"ASR {results.get('asr')}; CACC {results.get('cacc')}. Labels: {json.dumps(lab)}. "
-        f"For research on backdoor defenses only.\n")
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")

@@ -49,3 +49,13 @@ def stream(seed: int, name: str) -> random.Random:
 def derive_seed(seed: int, name: str) -> int:
     """An integer seed for a library that takes one (torch, the Trainer), derived the same way."""
     return int.from_bytes(hashlib.sha256(f"mbdef:{name}:{int(seed)}".encode()).digest()[:4], "little")
+
+
+def seed_libraries(seed: int) -> None:
+    """Python's, numpy's and torch's global generators, for library code that draws from them."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -61,3 +61,16 @@ def piece_word_audit(rows: list[dict], tokenizer, field: str = "instruction") ->
     fpr = sum(h for h, b in zip(has, bad) if not b) / n_clean
     return {"multi_token_rate_poisoned": round(tpr, 4), "multi_token_rate_clean": round(fpr, 4),
             "multi_token_balanced_accuracy": round((tpr + 1 - fpr) / 2, 4), "n_poisoned": n_bad, "n_clean": n_clean}
+
+
+def trigger_collisions(triggers: list[str], train: list[dict], poisoned_idx: list[int], field: str) -> list[str]:
+    """Warn when an attack trigger already occurs in clean (unpoisoned) training text: the backdoor would
+    then be trained on clean answers too, and ASR is not what it seems."""
+    poisoned, out = set(poisoned_idx), []
+    for t in triggers:
+        n = sum(f" {t} " in f" {r.get(field) or ''} " for i, r in enumerate(train) if i not in poisoned)
+        if n:
+            out.append(f"attack trigger '{t}' already occurs in {n} clean training records ({field}); "
+                       f"choose a rarer trigger")
+            log.warning(out[-1])
+    return out

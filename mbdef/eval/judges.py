@@ -201,3 +201,9 @@ def resolve(spec, target=None) -> Judge:
         raise ValueError(f"eval.judge: unknown judge '{spec}'; use auto, {', '.join(BY_NAME)}, "
                          f"or eval/judge=exact|regex|classifier|llm")
     return BY_NAME[name]()
+
+
+def judge_spec(spec, attack_active: bool, data_judge: str | None):
+    """`eval.judge`; `auto` on pre-poisoned data (no active attack) takes the judge the data's target calls for."""
+    name = spec if isinstance(spec, str) else spec.get("name")
+    return data_judge if name == "auto" and not attack_active and data_judge else spec

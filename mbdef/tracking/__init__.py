@@ -86,3 +86,15 @@ class WandbTracker(NullTracker):
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def log_final(tracker, results: dict) -> None:
+    """The final metrics on the last step, per-layer representation curves in the summary, sample table."""
+    step, final = results["steps"], {k: v for k, v in results.items() if k not in ("stage1", "stage2", "after_stage1")}
+    tracker.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float)) and k != "steps"}, step)
+    tracker.log({f"final/trigger_variant/{k}": v for k, v in final.get("trigger_variants", {}).items()}, step)
+    for stage, rep in results.get("representation", {}).items():  # per-layer curves: x = layer
+        for key in ("cos_attacker_defensive", "cos_attacker_control"):
+            if key in rep:
+                tracker.summary({f"representation/{stage}/{key}/layer_{i}": v for i, v in enumerate(rep[key])})
+    tracker.table("final/samples", results.get("samples", []), step)

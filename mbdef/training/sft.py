@@ -38,6 +38,26 @@ FAST_DEFAULTS = dict(
 PROGRESS = {"mode": "bars", "label": ""}
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
+def progress_mode(mode: str) -> str:
+    """`auto`: labelled log lines when the launcher runs jobs side by side (their bars would interleave
+    into one unreadable line), progress bars otherwise."""
+    if mode != "auto":
+        return mode
+    from hydra.core.hydra_config import HydraConfig
+
+    if in_multirun():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") != 1:
+            return "lines"
+    return "bars"
+
+
 def configure_progress(mode: str, label: str = "") -> None:
     """`bars` (tqdm, one job at a time) or `lines` (labelled log lines, for jobs side by side): for this
     process's training stages and the libraries' own bars (datasets' map, transformers' shard writing)."""
