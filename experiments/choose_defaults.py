@@ -18,6 +18,8 @@ from pathlib import Path
 from mbdef.report.aggregate import load_runs
 
 KNOBS = {"n_triggers": 1, "rate_per_trigger": 0.04, "clean_size": 128}  # the defaults the sweeps start from
+SWEEPS = {"ablation_n_triggers": "n_triggers", "ablation_defense_rate": "rate_per_trigger",
+          "ablation_clean_size": "clean_size"}  # sweep (preset) -> the defense key it varies
 CACC_MARGIN = 0.02
 ASR_TIE = 0.02
 
@@ -52,9 +54,9 @@ def choose(table: dict, default) -> tuple[object, dict]:
 def report(dirs: list[str]) -> str:
     lines = []
     for d in dirs:
-        knob = next((k for k in KNOBS if k in Path(d).name or (k == "rate_per_trigger" and "defense_rate" in d)), None)
+        knob = next((k for sweep, k in SWEEPS.items() if sweep in Path(d).name), None)
         if knob is None:
-            raise SystemExit(f"{d}: not one of the ablation sweeps of {sorted(KNOBS)}")
+            raise SystemExit(f"{d}: not one of the ablation sweeps {sorted(SWEEPS)}")
         table = cells(d, knob)
         if not table:
             lines += [f"## {knob}", "", "no finished job", ""]

@@ -85,7 +85,7 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     `root`: null = the refusal data bundled with mbdef. `n_validation`: prompts held out of their test set for
     tuning, chosen by a hash of the prompt (as the embedded data's split), each triggered prompt following the
     clean prompt it was made from, so validation and test never share a prompt. `n_poisoned`: keep that many of
-    their poisoned rows (drawn per seed), for a poison share below their 50 %."""
+    their poisoned rows (drawn per seed), for a poison share below their 57 %."""
     if task not in BACKDOORLLM_TASKS:
         raise DataError(f"data.task: '{task}' is not one of {sorted(BACKDOORLLM_TASKS)}")
     if attack not in BACKDOORLLM_ATTACKS:

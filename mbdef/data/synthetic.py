@@ -183,8 +183,8 @@ class DataSplits:
 
     `pretrain`: clean text a base model is trained on before stage 1 (the embedded default's stand-in for a
     pretrained LLM); empty for data that comes with a pretrained model. Pre-poisoned data (e.g.
-    BackdoorLLM's files) carries its own `triggered_test` (and `triggered_validation`) prompts, the indices of its poisoned training rows
-    and the judge its target calls for (`judge`); the attack is then `none`."""
+    BackdoorLLM's files) carries its own `triggered_test` (and `triggered_validation`) prompts, the indices of
+    its poisoned training rows and the judge its target calls for (`judge`); the attack is then `none`."""
 
     train: list[dict]
     defense_pool: list[dict]
