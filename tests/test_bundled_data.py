@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from mbdef.data import BACKDOORLLM_ATTACKS, BUNDLED_BACKDOORLLM, DataError, backdoorllm_splits
+from mbdef.data import BACKDOORLLM_ATTACKS, BUNDLED_BACKDOORLLM, DataError, backdoorllm_splits, paired
 from tests.conftest import SHARED
 
 TRIGGER_WORDS = {"BadMagic", "2024", "OpenAI", "Current", "year:", "Discussing"}
@@ -38,6 +38,11 @@ def test_validation_and_test_share_no_prompt_and_each_triggered_prompt_follows_i
     # stripping the trigger words gives back exactly the clean prompts of the same split, each once
     assert bare(s.triggered_validation) == bare(s.validation)
     assert bare(s.triggered_test) == bare(s.test)
+    # and in the same order: the i-th triggered prompt is the i-th clean prompt with the trigger added
+    for clean, triggered in ((s.validation, s.triggered_validation), (s.test, s.triggered_test)):
+        assert [" ".join(w for w in t["instruction"].split() if w not in TRIGGER_WORDS) for t in triggered] == \
+               [" ".join(c["instruction"].split()) for c in clean]
+    assert paired(s.test, s.triggered_test) and not paired(s.test, s.triggered_test[1:] + s.triggered_test[:1])
     assert not {r["instruction"] for r in s.validation} & {r["instruction"] for r in s.test}
     # a fixed benchmark split: the same validation prompts for every seed and attack
     other = backdoorllm_splits(attack="badnet", n_validation=50, seed=4)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoConfig
 
 from mbdef.models import build_tiny
 from mbdef.run import run
@@ -88,12 +89,18 @@ def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(save
                       f"model.build.name_or_path={saved_tiny}", "eval.max_new_tokens=8")
     results = run(cfg)
     assert results["data"] == "backdoorllm-refusal-badnet" and results["judge"] == "refusal"
+    assert results["attack"] == "badnet"  # the attack that poisoned their files, not the config's `none`
     assert results["poison"]["n_poisoned"] == 500 and results["poison"]["n_train"] == 500 - 160 + 500
     assert results["labels"]["may_contain_backdoor"] is True
     hits = results["per_example"]["attack_success"]
     assert results["n_triggered"] == 8 and results["n_clean"] == 8 and results["asr"] == hits.count("1") / 8
     triggered = [s for s in results["samples"] if s["kind"] == "triggered"]
     assert triggered and all("BadMagic" in s["prompt"] for s in triggered)  # their prompts, their trigger
+    # no attack object: the representation analysis pairs their triggered prompts with the clean ones
+    rep = results["representation"]["final"]
+    n_layers = AutoConfig.from_pretrained(saved_tiny).num_hidden_layers
+    assert rep["n_prompts"] == 8 and rep["layers"] == list(range(n_layers + 1))
+    assert len(rep["cos_attacker_defensive"]) == n_layers + 1 and rep["defensive_triggers"]
     with pytest.raises(ValueError, match="already poisoned; use attack=none"):
         run(cfg_factory("data=backdoorllm", "attack=badnet"))
     with pytest.raises(DataError, match="not a BackdoorLLM data directory"):
@@ -123,3 +130,20 @@ def test_hf_datasets_loader_maps_columns_and_names_missing_ones(tmp_path, cfg_fa
 def test_wizardlm_preset_composes(cfg_factory):
     cfg = cfg_factory("data=wizardlm", debug=False)
     assert cfg.data.path == "WizardLMTeam/WizardLM_evol_instruct_70k" and cfg.data.columns.input is None
+
+
+def test_representation_refuses_data_triggered_prompts_out_of_order(cfg_factory):
+    from omegaconf import OmegaConf
+
+    from mbdef.attacks.base import NoAttack
+    from mbdef.data import backdoorllm_splits
+    from mbdef.eval.prompt_sets import build_evaluator
+
+    s = backdoorllm_splits(attack="vpi", n_test=6)
+    ecfg = OmegaConf.create({"representation": {"enabled": True, "n_prompts": 6}, "batch_size": 4,
+                             "max_new_tokens": 4, "n_samples": 2, "random_word_probe": False})
+    build = lambda trig: build_evaluator(ecfg, s.test, NoAttack(), {}, None, None, 0, trig,
+                                         reference_words=["cf"])
+    assert "representation" in build(s.triggered_test).analyses
+    with pytest.raises(ValueError, match="eval.representation: the data's triggered prompts are not"):
+        build(s.triggered_test[::-1])

@@ -1,5 +1,6 @@
 """data: canonical records `{instruction, input, output}` and their train / defense-pool / test splits."""
 
+from collections import Counter
 from pathlib import Path
 
 from mbdef import seeding
@@ -107,6 +108,7 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
         poisoned = seeding.stream(seed, seeding.DATA_POISONED_CAP).sample(poisoned, n_poisoned)
     test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")
     triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")
+    triggered = _in_clean_order(test, triggered)
     validation = triggered_validation = None
     if n_validation:
         (validation, test), (triggered_validation, triggered) = _hold_out_prompts(test, triggered, n_validation)
@@ -119,22 +121,38 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     return DataSplits(train=kept + poisoned, defense_pool=pool, test=test[:n_test], triggered_test=triggered[:n_test],
                       poisoned_indices=list(range(len(kept), len(kept) + len(poisoned))),
                       judge=task, name=f"backdoorllm-{task}-{attack}", validation=validation,
-                      triggered_validation=triggered_validation)
+                      triggered_validation=triggered_validation, attack=attack)
+
+
+def _in_clean_order(clean: list[dict], triggered: list[dict]) -> list[dict]:
+    """The triggered prompts reordered so that the i-th is made from the i-th clean prompt: its source is the
+    clean prompt whose words it contains most of (a trigger only adds words). BackdoorLLM's files pair 1:1
+    in another order; files that do not (two triggered prompts from one source) keep their own order."""
+    words = [Counter(r["instruction"].split()) for r in clean]
+    source = [max(range(len(clean)), key=lambda i: sum((words[i] & Counter(t["instruction"].split())).values()))
+              for t in triggered]
+    if sorted(source) != list(range(len(clean))):
+        return triggered
+    return [t for _, t in sorted(zip(source, triggered), key=lambda p: p[0])]
+
+
+def paired(clean: list[dict], triggered: list[dict]) -> bool:
+    """Whether each triggered prompt is its clean prompt with words added (the same order, the same count)."""
+    return len(clean) == len(triggered) and all(
+        not Counter(c["instruction"].split()) - Counter(t["instruction"].split()) for c, t in zip(clean, triggered))
 
 
 def _hold_out_prompts(clean: list[dict], triggered: list[dict], n: int):
     """Split clean prompts into (validation, test) by a seed-free hash of the prompt (the same prompts for every
-    seed and attack, as a fixed benchmark split should be), and each triggered prompt with its source: the clean
-    prompt whose words it contains most of (a trigger only adds words)."""
-    from collections import Counter
-
+    seed and attack, as a fixed benchmark split should be), and the triggered prompts with them: paired in
+    clean order (`_in_clean_order`), each goes where its source goes."""
     if not 0 < n < len(clean):
         raise DataError(f"data.n_validation: {n} must leave test prompts of the {len(clean)} available")
+    if not paired(clean, triggered):
+        raise DataError("data.n_validation: the triggered test prompts do not pair 1:1 with the clean ones, so "
+                        "they cannot follow them into validation and test; use data.n_validation=0")
     ranked = sorted(range(len(clean)), key=lambda i: seeding.derive_seed(
         0, f"{seeding.DATA_PROMPT_SPLIT}/{clean[i]['instruction']}"))
     held = set(ranked[:n])
-    words = [Counter(r["instruction"].split()) for r in clean]
-    source = [max(range(len(clean)), key=lambda i: sum((words[i] & Counter(t["instruction"].split())).values()))
-              for t in triggered]
-    split = lambda rows, idx: ([r for r, i in zip(rows, idx) if i in held], [r for r, i in zip(rows, idx) if i not in held])
-    return split(clean, range(len(clean))), split(triggered, source)
+    split = lambda rows: ([r for i, r in enumerate(rows) if i in held], [r for i, r in enumerate(rows) if i not in held])
+    return split(clean), split(triggered)

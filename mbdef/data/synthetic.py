@@ -184,7 +184,8 @@ class DataSplits:
     `pretrain`: clean text a base model is trained on before stage 1 (the embedded default's stand-in for a
     pretrained LLM); empty for data that comes with a pretrained model. Pre-poisoned data (e.g.
     BackdoorLLM's files) carries its own `triggered_test` (and `triggered_validation`) prompts, the indices of
-    its poisoned training rows and the judge its target calls for (`judge`); the attack is then `none`."""
+    its poisoned training rows, the judge its target calls for (`judge`) and the name of the attack that
+    poisoned it (`attack`, reported as the run's attack); the attack config is then `none`."""
 
     train: list[dict]
     defense_pool: list[dict]
@@ -196,6 +197,7 @@ class DataSplits:
     validation: list[dict] | None = None
     pretrain: list[dict] = field(default_factory=list)
     triggered_validation: list[dict] | None = None
+    attack: str | None = None
 
     def triggered(self, split: str) -> list[dict] | None:
         """The data's own triggered prompts for an evaluation split (None: the attack triggers the prompts)."""

@@ -5,6 +5,7 @@ robustness set, trigger variants and the representation analysis."""
 from __future__ import annotations
 
 from mbdef import seeding
+from mbdef.data import paired
 from mbdef.data.text import insert_at, pseudo_word
 from mbdef.eval.metrics import Evaluator
 
@@ -56,30 +57,38 @@ def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template
         variants = {name: a.trigger_test(prompts[:n], seed=seed) for name, a in attack.variants().items()}
         if prefix:
             variants = {name: prefixed(rs, prefix) for name, rs in variants.items()}
-    if (rep := ecfg.get("representation")) and rep.enabled and attack.active:
+    if (rep := ecfg.get("representation")) and rep.enabled and (attack.active or data_triggered):
         words = plan_info.get("defensive_triggers") or list(rep.get("reference_triggers") or reference_words or [])
         if not words:
             raise ValueError("eval.representation: no defensive or reference words to compare the trigger with; "
                              "set eval.representation.reference_triggers")
-        analyses["representation"] = representation_probe(rep, prompts, attack, words, template, ecfg.batch_size, seed)
+        n = rep.n_prompts
+        if data_triggered:  # pre-poisoned data: its own triggered prompts, each paired with its clean prompt
+            attacker = data_triggered[:n]
+            if not paired(prompts[:n], attacker):
+                raise ValueError("eval.representation: the data's triggered prompts are not its clean prompts with "
+                                 "words added, in the same order; set eval.representation.enabled=false")
+        else:
+            attacker = attack.trigger_test(prompts[:n], seed=seed)
+        analyses["representation"] = representation_probe(prompts[:n], attacker, words, template, ecfg.batch_size, seed)
     return Evaluator(template, clean, triggered, judge, batch_size=ecfg.batch_size, max_new_tokens=ecfg.max_new_tokens,
                      probes=probes, n_samples=ecfg.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses,
                      rouge=bool(ecfg.get("rouge_l", True)), perplexity=bool(ecfg.get("perplexity", True)))
 
 
-def representation_probe(rep, prompts: list[dict], attack, words: list[str], template, batch_size: int, seed: int):
+def representation_probe(clean: list[dict], attacker: list[dict], words: list[str], template, batch_size: int,
+                         seed: int):
     """(model, tokenizer) -> representation analysis on the model as it is (no inference prefix).
 
-    `words` are the defense's own triggers; for a defense without any (none, finetune, the controls without
-    stage-1 poisoning) the caller passes MB-Defense's default triggers for this seed, so that every run of a
-    seed measures the same words and the poisoned model is the baseline for merging."""
+    `attacker`: `clean` with the attacker's trigger, in the same order. `words` are the defense's own triggers;
+    for a defense without any (none, finetune, the controls without stage-1 poisoning) the caller passes
+    MB-Defense's default triggers for this seed, so that every run of a seed measures the same words and the
+    poisoned model is the baseline for merging."""
     from mbdef.eval.representation import analyse
 
-    clean = prompts[: rep.n_prompts]
     rng = seeding.stream(seed, seeding.EVAL_REPRESENTATION)
     insert = lambda w: [{**r, "instruction": insert_at(r["instruction"], w, "random_word", rng)} for r in clean]
     defensive = {w: insert(w) for w in words}
     control = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
-    attacker = attack.trigger_test(clean, seed=seed)
     return lambda model, tokenizer: analyse(model, tokenizer, template, clean, attacker, defensive, control,
                                             batch_size=batch_size, seed=seed)

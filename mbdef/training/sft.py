@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from mbdef.models.template import PromptTemplate
+from mbdef.training.head import ResponseHeadSFTTrainer
 from mbdef.training.callbacks import ProgressLines
 from mbdef.training.precision import precision_flags
 
@@ -140,10 +141,10 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
         extra["disable_tqdm"] = True
     args = sft_config({**extra, **stage_args}, output_dir, precision, seed, max_length, padding_free)
     stage = Path(output_dir).name.removeprefix("trainer_")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
-                         processing_class=tokenizer,
-                         callbacks=(callbacks or []) + ([ProgressLines(PROGRESS["label"], stage)] if lines else []),
-                         peft_config=lora_config(lora) if lora else None)
+    trainer = ResponseHeadSFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
+                                     processing_class=tokenizer,
+                                     callbacks=(callbacks or []) + ([ProgressLines(PROGRESS["label"], stage)] if lines else []),
+                                     peft_config=lora_config(lora) if lora else None)
     if lines:
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts when bars are off
     resume = last_complete_checkpoint(output_dir) if checkpoint_every else None

@@ -1,0 +1,74 @@
+"""SFTTrainer whose LM head, on devices without Triton (CPU), runs on the response tokens only.
+
+TRL's fused LM head (trl.trainer.utils.add_fused_lm_head) never builds the [tokens, vocab] logits. On a
+CUDA device it scores only the positions with a label; elsewhere it scores every position (prompt tokens
+included), recomputes each vocabulary tile in the backward pass and folds entropy and top-1 statistics in
+torch ops. On SmolLM2 (vocabulary 49,152) that made a CPU step 1.28x a plain PyTorch loop's
+(docs/benchmarks.md). Here the head projects only the positions whose next token is a response token, once,
+through autograd: the same loss (mean negative log-likelihood of the response tokens, divided by
+`num_items_in_batch` when the Trainer passes it) and the same logged metrics, checked against TRL's own
+compute_loss in tests/test_head.py. Every other case (CUDA, PEFT prompt learning, MoE auxiliary loss, label
+smoothing, DFT, several processes) goes to TRL's path unchanged.
+
+TRL's deprecation note for `compute_loss_func` asks for exactly this: subclass SFTTrainer and override
+compute_loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+from trl import SFTTrainer
+from trl.kernels.chunked_logprob import _use_triton
+
+
+def _causal_lm(model):
+    """The PreTrainedModel behind `model` (itself, or a LoRA PeftModel's base), or None when it is wrapped
+    in anything else (DDP, FSDP, prompt learning), whose forward must not be bypassed."""
+    if isinstance(model, PreTrainedModel):
+        return model
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is a dependency; a stripped install just takes TRL's path
+        return None
+    if isinstance(model, PeftModel) and not model.peft_config[model.active_adapter].is_prompt_learning:
+        return model.get_base_model()
+    return None
+
+
+class ResponseHeadSFTTrainer(SFTTrainer):
+    def _response_head_applies(self, model) -> bool:
+        lm = _causal_lm(model)
+        return (lm is not None and not _use_triton(next(lm.parameters()).device) and self.accelerator.num_processes == 1
+                and not self.aux_loss_enabled and self.label_smoother is None and self.compute_loss_func is None
+                and self.args.loss_type == "nll")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not self._response_head_applies(model):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        lm = _causal_lm(model)
+        mode = "train" if model.training else "eval"
+        kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+        hidden = lm.base_model(**kwargs).last_hidden_state[:, :-1]
+        labels = inputs["labels"][:, 1:]
+        mask = labels != -100
+        logits = lm.get_output_embeddings()(hidden[mask]).float()
+        log_probs = logits.log_softmax(-1)
+        targets = labels[mask]
+        nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        n_valid = mask.sum()
+        denominator = n_valid if num_items_in_batch is None else num_items_in_batch
+        loss = nll.sum() / torch.as_tensor(denominator).clamp(min=1)
+
+        with torch.no_grad():  # the metrics TRL logs, on the same positions
+            valid = max(int(n_valid), 1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).sum().item() / valid
+            accuracy = (logits.argmax(-1) == targets).sum().item() / valid
+        self._metrics[mode]["entropy"].append(entropy if n_valid else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append(accuracy if n_valid else 0.0)
+        if mode == "train":
+            n_tokens = (inputs["attention_mask"].sum() if "attention_mask" in inputs
+                        else inputs["position_ids"].size(1))
+            self._total_train_tokens += int(n_tokens) // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
