@@ -9,7 +9,7 @@ TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?= --durations=12
 
-.PHONY: help install run test test-full bench bench-gpu paper evidence ablations clean
+.PHONY: help install run test test-full bench bench-gpu paper real evidence ablations clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ evidence: install  ## re-activation and representation on report seeds, with the
 	@$(VENV)/bin/mbdef experiment=paper_evidence defense=none attack.poison_rate=0
 	@$(VENV)/bin/mbdef experiment=paper_evidence defense=none attack.trigger=QuillZarth eval.reactivation.trigger=BadMagic
 	@$(VENV)/bin/mbdef-report outputs/multirun/paper_evidence
+
+real: install  ## SmolLM2-135M-Instruct (a real instruction-tuned LLM) on BackdoorLLM BadNet refusal data, every defense, seed 3 (~80 min on 2 cores)
+	@$(VENV)/bin/mbdef experiment=real_smollm2_refusal
 
 ABLATIONS := n_triggers clean_size defense_rate stage2_steps poison_rate unseen_trigger_kind
 ABLATION_ARGS := logger=none eval.reactivation.enabled=false eval.representation.enabled=false eval.trigger_variants=null

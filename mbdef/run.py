@@ -26,7 +26,7 @@ from mbdef.defenses import MBDefense
 from mbdef.eval import judges
 from mbdef.eval.audit import check_held_out, piece_word_audit, trigger_collisions
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts
-from mbdef.eval.reactivation import reactivation_test
+from mbdef.eval.reactivation import reactivation_rows, reactivation_test
 from mbdef.io import build, redact, write_json_atomic
 from mbdef.models import PromptTemplate
 from mbdef.report.card import write_model_card
@@ -87,6 +87,7 @@ def run(cfg: DictConfig) -> dict:
     settings = TrainerSettings.from_config(cfg.trainer, seed)
     settings.validate(out_dir, ("stage1", "stage2") if plan.stage2 else ("stage1",))
     warnings = trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
+    react_rows = reactivation_rows(cfg.eval.get("reactivation"), attack, splits.defense_pool, splits.spare_poisoned)
 
     # 2. Evaluation sets, judged by the target's judge, on prompts no stage trains on.
     judge = judges.resolve(judges.judge_spec(cfg.eval.judge, attack.active, splits.judge), attack.target)
@@ -136,9 +137,9 @@ def run(cfg: DictConfig) -> dict:
             tokenizer.save_pretrained(out_dir / "model")
         if procs.is_main:
             finish_stage_dirs(out_dir)
-        if (react := cfg.eval.get("reactivation")) and react.enabled and attack.active:
-            results["reactivation"] = reactivation_test(react, model, tokenizer, template, attack, splits.defense_pool,
-                                                        evaluator, seed, lora=settings.lora("stage2"),
+        if react_rows is not None:
+            results["reactivation"] = reactivation_test(cfg.eval.reactivation, model, tokenizer, template, attack,
+                                                        react_rows, evaluator, seed, lora=settings.lora("stage2"),
                                                         **settings.shared("reactivation"))
             r = results["reactivation"]
             tracker.summary({f"reactivation/asr_at_{s}": a for s, a in zip(r["step"], r["asr"])})

@@ -63,5 +63,9 @@ def test_poisoned_cap_keeps_that_many_of_their_rows_drawn_per_seed_and_marks_the
     assert all("BadMagic" in r for r in rows(a)) and set(rows(a)) <= set(rows(whole))
     assert set(rows(a)) != set(rows(b))  # a different draw for another seed
     assert [r["instruction"] for r in a.test] == [r["instruction"] for r in whole.test]  # prompts do not move
+    # the other 420 are spare (the re-activation test's rows): every poisoned row is in exactly one of the two
+    assert len(a.spare_poisoned) == 420 and not set(rows(a)) & {r["instruction"] for r in a.spare_poisoned}
+    assert sorted(rows(a) + [r["instruction"] for r in a.spare_poisoned]) == sorted(rows(whole))
+    assert whole.spare_poisoned == []
     with pytest.raises(DataError, match="n_poisoned: 501"):
         backdoorllm_splits(n_poisoned=501)

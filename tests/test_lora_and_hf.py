@@ -1,6 +1,7 @@
 """Real-model path: a tiny model saved with save_pretrained, reloaded by path through model=hf, with LoRA."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,20 @@ def test_representation_refuses_data_triggered_prompts_out_of_order(cfg_factory)
     assert "representation" in build(s.triggered_test).analyses
     with pytest.raises(ValueError, match="eval.representation: the data's triggered prompts are not"):
         build(s.triggered_test[::-1])
+
+
+def test_reactivation_on_pre_poisoned_data_trains_on_their_spare_poisoned_rows(saved_tiny, cfg_factory):
+    common = ["data=backdoorllm", "data.n_test=8", "attack=none", "defense=none", "model=hf",
+              f"model.build.name_or_path={saved_tiny}", "eval.max_new_tokens=4", "eval.representation.enabled=false",
+              "eval.reactivation.enabled=true", "eval.reactivation.steps=[2]", "eval.reactivation.n_samples=8",
+              "eval.reactivation.n_prompts=8", "trainer.stage1.max_steps=2"]
+    for bad, message in (("data.n_poisoned=495", "n_samples: 8 is outside 1..5 .the data's poisoned rows left out of"),
+                         ("eval.reactivation.trigger=cf", "reactivation.trigger: pre-poisoned data brings its own")):
+        cfg = cfg_factory(*common, "data.n_poisoned=40", bad)
+        with pytest.raises(ValueError, match=message):
+            run(cfg)
+        assert not (Path(cfg.paths.output_dir) / "data").exists()  # refused before anything was written or trained
+    react = run(cfg_factory(*common, "data.n_poisoned=40"))["reactivation"]
+    assert react["step"] == [0, 2] and react["n_samples"] == 8 and react["trigger"] is None
+    assert len(react["asr"]) == 2 and all(0 <= a <= 1 for a in react["asr"])
+

@@ -105,7 +105,10 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     if n_poisoned is not None:
         if not 0 < n_poisoned <= len(poisoned):
             raise DataError(f"data.n_poisoned: {n_poisoned} is not between 1 and the file's {len(poisoned)} rows")
-        poisoned = seeding.stream(seed, seeding.DATA_POISONED_CAP).sample(poisoned, n_poisoned)
+        drawn = seeding.stream(seed, seeding.DATA_POISONED_CAP).sample(range(len(poisoned)), n_poisoned)
+        kept = set(drawn)
+        spare = [r for i, r in enumerate(poisoned) if i not in kept]
+        poisoned = [poisoned[i] for i in drawn]
     test = load_alpaca(base / "test_data" / "clean" / task / "test_data_no_trigger.json")
     triggered = load_alpaca(base / "test_data" / "poison" / task / attack / f"backdoor200_{task}_{attack}.json")
     triggered = _in_clean_order(test, triggered)
@@ -121,7 +124,8 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     return DataSplits(train=kept + poisoned, defense_pool=pool, test=test[:n_test], triggered_test=triggered[:n_test],
                       poisoned_indices=list(range(len(kept), len(kept) + len(poisoned))),
                       judge=task, name=f"backdoorllm-{task}-{attack}", validation=validation,
-                      triggered_validation=triggered_validation, attack=attack)
+                      triggered_validation=triggered_validation, attack=attack,
+                      spare_poisoned=spare if n_poisoned is not None else [])
 
 
 def _in_clean_order(clean: list[dict], triggered: list[dict]) -> list[dict]:

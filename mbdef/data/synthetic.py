@@ -185,7 +185,8 @@ class DataSplits:
     pretrained LLM); empty for data that comes with a pretrained model. Pre-poisoned data (e.g.
     BackdoorLLM's files) carries its own `triggered_test` (and `triggered_validation`) prompts, the indices of
     its poisoned training rows, the judge its target calls for (`judge`) and the name of the attack that
-    poisoned it (`attack`, reported as the run's attack); the attack config is then `none`."""
+    poisoned it (`attack`, reported as the run's attack); the attack config is then `none`. `spare_poisoned`:
+    its poisoned rows left out of training (a cap on their number), which the re-activation test trains on."""
 
     train: list[dict]
     defense_pool: list[dict]
@@ -198,6 +199,7 @@ class DataSplits:
     pretrain: list[dict] = field(default_factory=list)
     triggered_validation: list[dict] | None = None
     attack: str | None = None
+    spare_poisoned: list[dict] = field(default_factory=list)
 
     def triggered(self, split: str) -> list[dict] | None:
         """The data's own triggered prompts for an evaluation split (None: the attack triggers the prompts)."""

@@ -49,10 +49,25 @@ def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluat
             **{k: [r.get(k) for r in rows] for k in ("step", "asr", "cacc")}}
 
 
-def reactivation_test(react, model, tokenizer, template, attack, defense_pool: list[dict], evaluator, run_seed: int,
+def reactivation_rows(react, attack, defense_pool: list[dict], spare_poisoned: list[dict]) -> list[dict] | None:
+    """The records the re-activation test draws from, checked before anything trains; None when it is off.
+    With an attack: the defender's pool, which the attack poisons (the same records for every defense of a
+    seed). Pre-poisoned data (no attack object): its own poisoned rows that no stage trains on."""
+    if not (react and react.enabled and (attack.active or spare_poisoned)):
+        return None
+    rows, what = (defense_pool, "the defender's pool") if attack.active else (
+        spare_poisoned, "the data's poisoned rows left out of training")
+    if not 0 < int(react.n_samples) <= len(rows):
+        raise ValueError(f"eval.reactivation.n_samples: {react.n_samples} is outside 1..{len(rows)} ({what})")
+    if not attack.active and react.get("trigger"):
+        raise ValueError("eval.reactivation.trigger: pre-poisoned data brings its own trigger; set it to null")
+    return rows
+
+
+def reactivation_test(react, model, tokenizer, template, attack, rows: list[dict], evaluator, run_seed: int,
                       lora: dict | None = None, **sft_settings) -> dict:
-    """Fine-tune the final model on `react.n_samples` attacker-poisoned records (from the defender's pool, so
-    the same records for every defense of a seed), measure ASR/CACC along the way, then restore its weights.
+    """Fine-tune the final model on `react.n_samples` records drawn from `rows` (`reactivation_rows`), poisoned
+    by the attack when there is one, measure ASR/CACC along the way, then restore its weights.
     `react.trigger` re-poisons with another trigger than the one trained, and measures ASR on it: a model that
     learned the same target under a different trigger is the control for "re-learning a known response" vs
     "re-opening a hidden backdoor"."""
@@ -63,20 +78,22 @@ def reactivation_test(react, model, tokenizer, template, attack, defense_pool: l
     from mbdef.eval.metrics import Evaluator
 
     n = int(react.n_samples)
-    if not 0 < n <= len(defense_pool):
-        raise ValueError(f"eval.reactivation.n_samples: {n} is outside 1..{len(defense_pool)} (the defender's pool)")
-    records = seeding.stream(run_seed, seeding.EVAL_REACTIVATION).sample(defense_pool, n)
-    poisoner = copy.copy(attack)
-    poisoner.poison_rate, poisoner.poison_count = 1.0, None
-    if trigger := react.get("trigger"):
-        poisoner.triggers = [trigger]
-        e = evaluator
-        evaluator = Evaluator(e.template, e.clean, poisoner.trigger_test(e.clean, seed=run_seed), e.judge,
-                              batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, rouge=False, perplexity=False)
+    records = seeding.stream(run_seed, seeding.EVAL_REACTIVATION).sample(rows, n)
+    if not attack.active:  # already poisoned
+        poisoned, triggers = records, None
+    else:
+        poisoner = copy.copy(attack)
+        poisoner.poison_rate, poisoner.poison_count = 1.0, None
+        if trigger := react.get("trigger"):
+            poisoner.triggers = [trigger]
+            e = evaluator
+            evaluator = Evaluator(e.template, e.clean, poisoner.trigger_test(e.clean, seed=run_seed), e.judge,
+                                  batch_size=e.batch_size, max_new_tokens=e.max_new_tokens, rouge=False,
+                                  perplexity=False)
+        poisoned, triggers = poisoner.poison(records).records, poisoner.triggers
     measure = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=react.n_prompts).items()
                          if k in ("asr", "cacc")}
     logging.getLogger("mbdef").info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
-    curve = reactivation_curve(model, tokenizer, template, poisoner.poison(records).records, measure,
-                               list(react.steps), float(react.learning_rate), int(react.batch_size), lora=lora,
-                               **sft_settings)
-    return {**curve, "trigger": poisoner.triggers}
+    curve = reactivation_curve(model, tokenizer, template, poisoned, measure, list(react.steps),
+                               float(react.learning_rate), int(react.batch_size), lora=lora, **sft_settings)
+    return {**curve, "trigger": triggers}
