@@ -1,0 +1,72 @@
+"""The real-model table (SmolLM2-135M-Instruct on BackdoorLLM refusal data): per attack, every defense's ASR,
+false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC is 0 by
+construction), MB-Defense's paired tests, and the representation evidence at every fifth layer.
+
+    python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
+
+With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
+whether those two trained models differ on these prompts, not whether the method does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mbdef.keys import defense_rank
+from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
+from mbdef.report.evidence import evidence
+from mbdef.report.paired import paired_comparisons
+
+from paper_table import cli  # experiments/ is on the path when this runs as a script
+
+COLUMNS = (("asr", "ASR"), ("false_trigger_rate", "false triggers"), ("rouge_l", "ROUGE-L"),
+           ("perplexity", "perplexity"))
+
+
+def table(dirs: list[str]) -> str:
+    runs = load_runs(dirs)
+    if not runs:
+        raise SystemExit(f"no results.json under {', '.join(dirs)}")
+    rows, knobs = aggregate(runs)
+    n_seeds = max(r["n"] for r in rows)
+    f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
+    out = []
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        mine = sorted((r for r in rows if r["attack"] == attack), key=lambda r: defense_rank(r["defense"]))
+        seeds = sorted({s for r in mine for s in r["seeds"]})
+        out += [f"### {attack} (seeds {', '.join(map(str, seeds))}; mean over seeds)", "",
+                "| defense | " + "".join(f"{k} | " for k in knobs) + "n | " + " | ".join(name for _, name in COLUMNS) + " |",
+                "|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
+        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | "
+                + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
+        comps = [c for c in paired_comparisons([x for x in runs if x["results"]["attack"] == attack], knobs,
+                                               metrics=("asr",)) if c["defense"] == "mb_defense"]
+        if comps:
+            out += ["", "MB-Defense's ASR minus each baseline's, on the same seeds and prompts:", "",
+                    "| vs | Δ ASR | p, paired t over seeds | McNemar exact p per seed (discordant prompts) |",
+                    "|---|---|---|---|"]
+            out += [f"| {c['baseline']} | {c['delta']:+.3f} | {f(c['p_seeds'], '.2g')} | "
+                    + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
+                                for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
+        ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
+        if ev:
+            n_layers = len(ev[0]["final/cos_attacker_defensive"])
+            shown = list(range(0, n_layers, 5)) + ([n_layers - 1] if (n_layers - 1) % 5 else [])
+            out += ["", "cosine(attacker trigger's hidden-state shift, defensive trigger's), at layers "
+                    + ", ".join(map(str, shown)) + " (0 = embeddings; every layer in results.json and "
+                    "mbdef-report's representation.png):", "",
+                    "| defense | after stage 1 | final | attacker vs random word, after stage 1 |", "|---|---|---|---|"]
+            pick = lambda v: " ".join(f(v[i]) for i in shown) if v else "–"
+            out += [f"| {e['defense']} | {pick(e.get('after_stage1/cos_attacker_defensive'))} | "
+                    f"{pick(e.get('final/cos_attacker_defensive'))} | {pick(e.get('after_stage1/cos_attacker_control'))} |"
+                    for e in ev]
+        out.append("")
+    if n_seeds == 1:
+        out.append("One seed: no seed-level inference is possible; the McNemar tests describe these trained models only.")
+    if missing := unfinished_jobs(dirs):
+        out += ["", f"{len(missing)} job(s) unfinished: " + ", ".join(Path(m).name for m in missing)]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    cli(table, __doc__)
