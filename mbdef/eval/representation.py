@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mbdef.eval.batching import eval_mode, left_pad, pad_id
+from mbdef.models.heads import hidden_states
 from mbdef.models.template import PromptTemplate
 
 
@@ -27,7 +28,7 @@ def last_token_states(model, tokenizer, template: PromptTemplate, records: list[
     with eval_mode(model) as device:
         for i in range(0, len(records), batch_size):
             ids, mask = left_pad([template.encode_prompt(r) for r in records[i:i + batch_size]], pad_id(tokenizer))
-            hs = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True).hidden_states
+            hs = hidden_states(model, ids.to(device), mask.to(device))
             out.append(torch.stack([h[:, -1, :] for h in hs], dim=1).float().cpu().numpy())
     return np.concatenate(out)
 

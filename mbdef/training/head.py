@@ -17,28 +17,15 @@ compute_loss.
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel
 from trl import SFTTrainer
 from trl.kernels.chunked_logprob import _use_triton
 
-
-def _causal_lm(model):
-    """The PreTrainedModel behind `model` (itself, or a LoRA PeftModel's base), or None when it is wrapped
-    in anything else (DDP, FSDP, prompt learning), whose forward must not be bypassed."""
-    if isinstance(model, PreTrainedModel):
-        return model
-    try:
-        from peft import PeftModel
-    except ImportError:  # peft is a dependency; a stripped install just takes TRL's path
-        return None
-    if isinstance(model, PeftModel) and not model.peft_config[model.active_adapter].is_prompt_learning:
-        return model.get_base_model()
-    return None
+from mbdef.models.heads import causal_lm
 
 
 class ResponseHeadSFTTrainer(SFTTrainer):
     def _response_head_applies(self, model) -> bool:
-        lm = _causal_lm(model)
+        lm = causal_lm(model)
         return (lm is not None and not _use_triton(next(lm.parameters()).device) and self.accelerator.num_processes == 1
                 and not self.aux_loss_enabled and self.label_smoother is None and self.compute_loss_func is None
                 and self.args.loss_type == "nll")
@@ -46,7 +33,7 @@ class ResponseHeadSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not self._response_head_applies(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        lm = _causal_lm(model)
+        lm = causal_lm(model)
         mode = "train" if model.training else "eval"
         kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
         hidden = lm.base_model(**kwargs).last_hidden_state[:, :-1]
