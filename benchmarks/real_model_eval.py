@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 import mbdef
 from mbdef.defenses import MBDefense
 from mbdef.eval import judges
+from mbdef.eval.batching import pad_id
 from mbdef.eval.fluency import reference_perplexity
 from mbdef.eval.generate import generate
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts
@@ -40,7 +41,7 @@ def timed(fn):
 @torch.no_grad()
 def full_head_perplexity(model, tok, template, records, batch_size):
     """The reference: input order, the model's own forward (LM head on every position)."""
-    pad, nll, n = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, 0.0, 0
+    pad, nll, n = pad_id(tok), 0.0, 0
     model.eval()
     for i in range(0, len(records), batch_size):
         ex = [template.encode_example(r) for r in records[i:i + batch_size]]

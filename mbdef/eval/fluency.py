@@ -44,7 +44,7 @@ def reference_perplexity(model, tokenizer, template: PromptTemplate, records: li
                 labels[row, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
             scored = torch.zeros_like(labels, dtype=torch.bool)  # position t predicts token t + 1
             scored[:, :-1] = labels[:, 1:] != -100
-            logits = logits_at(model, input_ids.to(device), mask.to(device), scored.to(device)).float()
+            logits = logits_at(model, scored.to(device), input_ids=input_ids.to(device), attention_mask=mask.to(device)).float()
             targets = labels[:, 1:][labels[:, 1:] != -100].to(device)
             nll += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
             n_tokens += len(targets)

@@ -22,13 +22,14 @@ def causal_lm(model):
     return None
 
 
-def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+def logits_at(model, where: torch.Tensor, **inputs) -> torch.Tensor:
     """[n, vocab] logits at the positions where `where` ([batch, seq], bool) is True, in row-major order:
-    the body runs once, the head only there. A wrapped model falls back to its full forward."""
+    the body runs once on `inputs` (input_ids, attention_mask, position_ids, ...), the head only there.
+    A wrapped model falls back to its full forward."""
     lm = causal_lm(model)
     if lm is None:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits[where]
-    hidden = lm.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return model(**inputs).logits[where]
+    hidden = lm.base_model(**inputs, use_cache=False).last_hidden_state
     return lm.get_output_embeddings()(hidden[where])
 
 

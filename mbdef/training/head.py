@@ -20,7 +20,7 @@ import torch
 from trl import SFTTrainer
 from trl.kernels.chunked_logprob import _use_triton
 
-from mbdef.models.heads import causal_lm
+from mbdef.models.heads import causal_lm, logits_at
 
 
 class ResponseHeadSFTTrainer(SFTTrainer):
@@ -33,13 +33,11 @@ class ResponseHeadSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not self._response_head_applies(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        lm = causal_lm(model)
         mode = "train" if model.training else "eval"
-        kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
-        hidden = lm.base_model(**kwargs).last_hidden_state[:, :-1]
         labels = inputs["labels"][:, 1:]
         mask = labels != -100
-        logits = lm.get_output_embeddings()(hidden[mask]).float()
+        where = torch.nn.functional.pad(mask, (0, 1))  # position t predicts token t + 1
+        logits = logits_at(model, where, **{k: v for k, v in inputs.items() if k != "labels"}).float()
         log_probs = logits.log_softmax(-1)
         targets = labels[mask]
         nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
