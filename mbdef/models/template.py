@@ -30,6 +30,8 @@ class PromptTemplate:
             raise ValueError("model.template.kind=chat but the tokenizer has no chat template; use alpaca or auto")
         self.tokenizer = tokenizer
         self.kind = "chat" if (kind == "chat" or (kind == "auto" and has_chat)) else "alpaca"
+        if system_prompt is not None and self.kind != "chat":
+            raise ValueError("model.template.system_prompt applies to chat templates; this template is Alpaca")
         self.preamble, self.system_prompt = preamble, system_prompt
         if max_response_tokens is not None and max_response_tokens < 1:
             raise ValueError(f"model.template.max_response_tokens: {max_response_tokens} must be positive or null")
@@ -44,7 +46,8 @@ class PromptTemplate:
     # -- rendering ---------------------------------------------------------------------------------
     def _messages(self, record: dict) -> list[dict]:
         user = record["instruction"] if not record.get("input") else f"{record['instruction']}\n\n{record['input']}"
-        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        # None leaves the chat template's own default (SmolLM2's adds a 19-token system line); "" is an empty turn.
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
         return msgs + [{"role": "user", "content": user}]
 
     def _alpaca(self, record: dict) -> str:
