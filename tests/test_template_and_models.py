@@ -133,3 +133,28 @@ def test_max_response_tokens_cuts_training_responses_only(tiny):
     assert cut.encode_prompt(record) == whole.encode_prompt(record)  # evaluation prompts are unchanged
     with pytest.raises(ValueError, match="max_response_tokens"):
         PromptTemplate(tok, max_response_tokens=0)
+
+
+def test_system_prompt_null_keeps_the_default_turn_and_empty_drops_its_words(tiny, tmp_path):
+    _, tok = tiny
+    tok = AutoTokenizer.from_pretrained(_save(tok, tmp_path))
+    # Like SmolLM2's template: a default system turn when the messages bring none.
+    tok.chat_template = ("{% if messages[0]['role'] != 'system' %}<|system|>red green blue<|eos|>{% endif %}" + CHAT)
+    record = {"instruction": "copy the words", "input": "", "output": "red"}
+    # (the tiny tokenizer decodes with a space between tokens: compare without spaces)
+    text = lambda **kw: "".join(tok.decode(PromptTemplate(tok, kind="chat", **kw).encode_prompt(record)).split())
+    assert "<|system|>redgreenblue<|eos|>" in text(system_prompt=None)
+    empty = text(system_prompt="")
+    assert "redgreenblue" not in empty and "<|system|><|eos|>" in empty
+    assert "<|system|>bebrief<|eos|>" in text(system_prompt="be brief")
+    assert len(PromptTemplate(tok, kind="chat", system_prompt="").encode_prompt(record)) < len(
+        PromptTemplate(tok, kind="chat").encode_prompt(record))
+    # Training renders the same prompt tokens as evaluation.
+    template = PromptTemplate(tok, kind="chat", system_prompt="")
+    args = sft_config({"max_steps": 1}, tmp_path / "t", "fp32", 0, 256)
+    row = SFTTrainer(model=tiny[0], args=args, train_dataset=to_dataset([record], template),
+                     processing_class=tok).train_dataset[0]
+    assert template.encode_example(record) == (row["input_ids"], template.encode_example(record)[1])
+    assert row["input_ids"][:len(template.encode_prompt(record))] == template.encode_prompt(record)
+    with pytest.raises(ValueError, match="system_prompt"):
+        PromptTemplate(tok, kind="alpaca", system_prompt="")
