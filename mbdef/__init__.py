@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__version__ = "0.6.1"
+__version__ = "0.7.0"
 
 # conf/ sits beside the package in the repository (editable install, see README).
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
