@@ -63,6 +63,15 @@ def test_end_of_sweep_table_names_the_swept_knob(sweep, capsys):
     assert sorted(r.get("defense.n_triggers") for r in summary if r["defense"] == "mb_defense") == [1, 1, 1, 3, 3, 3]
 
 
+def test_end_of_sweep_table_shows_swept_settings_as_set():
+    from mbdef.report.summary import table_text
+
+    rows = [{"attack": "badnet", "defense": "none", "seed": 0, "asr": 0.98, "lr": 2.5e-4, "prompt": ""},
+            {"attack": "badnet", "defense": "none", "seed": 0, "asr": 0.94, "lr": 2e-4, "prompt": None}]
+    cells = [line.split(" | ") for line in table_text(rows, ["lr", "prompt"]).splitlines()[2:]]
+    assert [(c[2], c[3], c[5]) for c in cells] == [("0.00025", '""', "0.980"), ("0.0002", "-", "0.940")]
+
+
 def test_t_interval_covers_the_mean_at_its_level_with_few_seeds():
     """Coverage by simulation: 3 or 5 normal 'seeds' per interval, 4,000 intervals. A percentile bootstrap
     over 3 values covers about 74 %; the t-interval must cover 95 % within simulation error."""

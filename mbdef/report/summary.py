@@ -38,11 +38,16 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _knob(v) -> str:
+    """A swept setting as set: a learning rate of 2.5e-4 is not 0.000, an empty string is not a blank cell."""
+    return "-" if v is None else f"{v:g}" if isinstance(v, float) else '""' if v == "" else str(v)
+
+
 def table_text(rows: list[dict], knobs: list[str] = ()) -> str:
     """A markdown table (readable in a terminal and pasteable into notes)."""
     cols = ["attack", "defense", *knobs, "seed", "asr", "triggered_cacc", "cacc", "false_trigger_rate", "asr_after_stage1"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join((_knob if c in knobs else _fmt)(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
