@@ -56,7 +56,7 @@ evidence: install  ## re-activation and representation on report seeds, with the
 	@$(VENV)/bin/mbdef experiment=paper_evidence defense=none attack.trigger=QuillZarth eval.reactivation.trigger=BadMagic
 	@$(VENV)/bin/mbdef-report outputs/multirun/paper_evidence
 
-real: install  ## SmolLM2-135M-Instruct (a real instruction-tuned LLM) on BackdoorLLM BadNet refusal data, every defense, seed 3 (~65 min on 2 cores)
+real: install  ## SmolLM2-135M-Instruct (a real instruction-tuned LLM) on BackdoorLLM BadNet refusal data, every defense, seed 3 (~57 min on 2 cores)
 	@$(VENV)/bin/mbdef experiment=real_smollm2_refusal
 
 ABLATIONS := n_triggers clean_size defense_rate stage2_steps poison_rate unseen_trigger_kind
