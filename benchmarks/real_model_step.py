@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--max-response-tokens", type=int, default=64)  # as the real-model preset
     ap.add_argument("--cache-dir", default="outputs/cache/models")
     ap.add_argument("--variants", type=lambda v: v.split(","), default=DEFAULT_VARIANTS.split(","),
-                    help=f"comma list, plain first; default {DEFAULT_VARIANTS}; also: compile")
+                    help=f"comma list, plain first; default {DEFAULT_VARIANTS}; also: compile, frozen")
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -105,6 +105,12 @@ def main():
                for _, b in zip(range(a.steps), probe.get_train_dataloader())]
     tokens = statistics.mean(int(b["input_ids"].numel()) for b in batches)
     del probe
+
+    def frozen_embeddings(model):
+        # The tied input embedding / LM head kept fixed, as LoRA leaves it (docs/benchmarks.md: not used).
+        for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+            module.weight.requires_grad_(False)
+        return model
 
     def compiled_body(model):
         # The body (LlamaModel) compiled for any sequence length; the head stays mbdef's response-token head.
@@ -124,6 +130,8 @@ def main():
                           trainer_times(copy.deepcopy(base), tok, ds, stage, lora={"r": 8, "alpha": 16, "dropout": 0.05}))],
         "compile": lambda: [(f"mbdef trainer, body torch.compile(dynamic=True) ({a.threads} threads)",
                              trainer_times(compiled_body(copy.deepcopy(base)), tok, ds, stage))],
+        "frozen": lambda: [(f"mbdef trainer, token embeddings and LM head frozen ({a.threads} threads)",
+                            trainer_times(frozen_embeddings(copy.deepcopy(base)), tok, ds, stage))],
         "one_thread": lambda: [("mbdef trainer, full, padding-free (1 thread)", one_thread(base, tok, ds, stage))],
         "side_by_side": lambda: side_by_side(a),
     }
