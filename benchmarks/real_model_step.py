@@ -12,7 +12,7 @@ position on a CPU), mbdef's trainer with padded batches, with LoRA (r 8, every l
 setting), on one thread, and two one-thread jobs side by side (two processes at once, as the real-model
 preset's sweep runs them): their steps per second together against one two-thread job's; on request
 (`compile`) mbdef's trainer with the model body under `torch.compile(dynamic=True)`, whose compile time
-falls in the warm-up steps. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
+falls in the warm-up steps, and (`frozen`) with the tied token embedding / LM head frozen. Median seconds per step after the warm-up steps, and the ratio to the plain loop.
 """
 
 from __future__ import annotations
