@@ -20,13 +20,13 @@ def tiny():
     return build_tiny(num_layers=2, seed=0)
 
 
-@pytest.mark.parametrize("kind", ["alpaca", "chat"])
-def test_training_prompt_tokens_equal_eval_prompt_tokens(tiny, tmp_path, kind):
+@pytest.mark.parametrize("kind, system_prompt", [("alpaca", None), ("chat", None), ("chat", "")])
+def test_training_prompt_tokens_equal_eval_prompt_tokens(tiny, tmp_path, kind, system_prompt):
     model, tok = tiny
     tok = AutoTokenizer.from_pretrained(_save(tok, tmp_path))  # a copy we may give a chat template
     if kind == "chat":
         tok.chat_template = CHAT
-    template = PromptTemplate(tok, kind="auto", preamble=True)
+    template = PromptTemplate(tok, kind="auto", preamble=True, system_prompt=system_prompt)
     assert template.kind == kind
     records = synthetic_splits(n_train=12, seed=0).train
     args = sft_config({"max_steps": 1}, tmp_path / "t", "fp32", 0, 256)
@@ -149,12 +149,6 @@ def test_system_prompt_null_keeps_the_default_turn_and_empty_drops_its_words(tin
     assert "<|system|>bebrief<|eos|>" in text(system_prompt="be brief")
     assert len(PromptTemplate(tok, kind="chat", system_prompt="").encode_prompt(record)) < len(
         PromptTemplate(tok, kind="chat").encode_prompt(record))
-    # Training renders the same prompt tokens as evaluation.
-    template = PromptTemplate(tok, kind="chat", system_prompt="")
-    args = sft_config({"max_steps": 1}, tmp_path / "t", "fp32", 0, 256)
-    row = SFTTrainer(model=tiny[0], args=args, train_dataset=to_dataset([record], template),
-                     processing_class=tok).train_dataset[0]
-    assert template.encode_example(record) == (row["input_ids"], template.encode_example(record)[1])
-    assert row["input_ids"][:len(template.encode_prompt(record))] == template.encode_prompt(record)
+    # (that training renders the same prompt tokens: test_training_prompt_tokens_equal_eval_prompt_tokens)
     with pytest.raises(ValueError, match="system_prompt"):
         PromptTemplate(tok, kind="alpaca", system_prompt="")
