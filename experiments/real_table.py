@@ -4,7 +4,8 @@ construction), MB-Defense's paired tests, and the representation evidence at eve
 
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
 
-With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
+Over several seeds MB-Defense's differences get a paired t-test over seeds, Holm-corrected across every
+defense-vs-baseline comparison of every attack in the table. With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
 whether those two trained models differ on these prompts, not whether the method does.
 """
 
@@ -30,6 +31,8 @@ def table(dirs: list[str]) -> str:
     rows, knobs = aggregate(runs)
     n_seeds = max(r["n"] for r in rows)
     f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
+    # every defense against every baseline, on every attack: Holm's correction covers all of them at once
+    all_comps = paired_comparisons(runs, knobs, metrics=("asr",))
     out = []
     for attack in dict.fromkeys(r["attack"] for r in rows):
         mine = sorted((r for r in rows if r["attack"] == attack), key=lambda r: defense_rank(r["defense"]))
@@ -39,13 +42,12 @@ def table(dirs: list[str]) -> str:
                 "|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
         out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | "
                 + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
-        comps = [c for c in paired_comparisons([x for x in runs if x["results"]["attack"] == attack], knobs,
-                                               metrics=("asr",)) if c["defense"] == "mb_defense"]
+        comps = [c for c in all_comps if c["attack"] == attack and c["defense"] == "mb_defense"]
         if comps:
             out += ["", "MB-Defense's ASR minus each baseline's, on the same seeds and prompts:", "",
-                    "| vs | Δ ASR | p, paired t over seeds | McNemar exact p per seed (discordant prompts) |",
-                    "|---|---|---|---|"]
-            out += [f"| {c['baseline']} | {c['delta']:+.3f} | {f(c['p_seeds'], '.2g')} | "
+                    "| vs | Δ ASR | p, paired t over seeds | p, Holm | McNemar exact p per seed (discordant prompts) |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {c['baseline']} | {c['delta']:+.3f} | {f(c['p_seeds'], '.2g')} | {f(c['p_holm'], '.2g')} | "
                     + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
                                 for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
         ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
@@ -61,6 +63,9 @@ def table(dirs: list[str]) -> str:
                     f"{pick(e.get('final/cos_attacker_defensive'))} | {pick(e.get('after_stage1/cos_attacker_control'))} |"
                     for e in ev]
         out.append("")
+    if n_seeds > 1 and (n_tests := max((c.get("n_tests", 0) for c in all_comps), default=0)):
+        out.append(f"Seed-level p: a paired t-test over the seeds both arms share; Holm's correction over all "
+                   f"{n_tests} defense-vs-baseline ASR comparisons of this table (only MB-Defense's are shown).")
     if n_seeds == 1:
         out.append("One seed: no seed-level inference is possible; the McNemar tests describe these trained models only.")
     if missing := unfinished_jobs(dirs):

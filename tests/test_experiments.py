@@ -69,3 +69,24 @@ def test_tuning_rule_keeps_the_default_in_a_tie_else_takes_the_cheapest_allowed_
     assert choose({1: cell(0.3, 0.9), 8: cell(0.05, 0.9), 2: cell(0.06, 0.9)}, 1)[0] == 2  # cheapest of the tie
     incomplete = {**table, 2: {("badnet", 0): (0.0, 0.9)}}  # a value missing cells cannot win
     assert choose(incomplete, 1)[0] == 8
+
+
+def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tmp_path):
+    # two seeds; per-seed differences to finetune: BadNet -0.5 and -0.4, VPI -0.1 and 0.0 (t = -9 and -1 on one
+    # degree of freedom, where p = 1 - 2 atan|t| / pi: 0.0704 and 0.5)
+    for attack, mb in (("badnet", (0.5, 0.6)), ("vpi", (0.9, 1.0))):
+        for seed, asr in zip((3, 4), mb):
+            fake_job(tmp_path, f"{attack}/none{seed}", attack, "none", seed, 1.0, 0.0)
+            fake_job(tmp_path, f"{attack}/ft{seed}", attack, "finetune", seed, 1.0, 0.0)
+            fake_job(tmp_path, f"{attack}/mb{seed}", attack, "mb_defense", seed, asr, 0.0)
+    done = script("real_table.py", tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "### badnet (seeds 3, 4; mean over seeds)" in lines
+    assert "| mb_defense | 2 | 0.55 | 0.00 | – | – |" in lines
+    # Holm over four tests (MB and none against finetune, on both attacks): none's two are p = 1 (no
+    # difference); 0.0704 is the smallest, times 4 = 0.28; 0.5 times 3 caps at 1
+    assert any(line.startswith("| finetune | -0.450 | 0.07 | 0.28 |") for line in lines)
+    assert any(line.startswith("| finetune | -0.050 | 0.5 | 1 |") for line in lines)
+    assert any("Holm's correction over all 4 defense-vs-baseline ASR comparisons" in line for line in lines)
+    assert not any(line.startswith("One seed") for line in lines)
