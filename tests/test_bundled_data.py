@@ -69,3 +69,7 @@ def test_poisoned_cap_keeps_that_many_of_their_rows_drawn_per_seed_and_marks_the
     assert whole.spare_poisoned == []
     with pytest.raises(DataError, match="n_poisoned: 501"):
         backdoorllm_splits(n_poisoned=501)
+    # 0: the never-backdoored reference trains on the same clean rows and keeps all 500 poisoned rows spare
+    never = backdoorllm_splits(attack="badnet", n_poisoned=0, seed=3)
+    assert never.poisoned_indices == [] and never.train == whole.train[:len(whole.train) - 500]
+    assert sorted(r["instruction"] for r in never.spare_poisoned) == sorted(rows(whole))

@@ -164,4 +164,9 @@ def test_reactivation_on_pre_poisoned_data_trains_on_their_spare_poisoned_rows(s
     react = run(cfg_factory(*common, "data.n_poisoned=40"))["reactivation"]
     assert react["step"] == [0, 2] and react["n_samples"] == 8 and react["trigger"] is None
     assert len(react["asr"]) == 2 and all(0 <= a <= 1 for a in react["asr"])
+    # the false-trigger rate along the curve, in steps of 1/8 (8 clean prompts)
+    assert len(react["false_trigger_rate"]) == 2 and all(8 * f == int(8 * f) for f in react["false_trigger_rate"])
+    # the never-backdoored reference: nothing poisoned in training, re-activation on the spare rows
+    clean = run(cfg_factory(*common, "data.n_poisoned=0", "sweep_id=never"))
+    assert clean["poison"]["n_poisoned"] == 0 and clean["reactivation"]["n_samples"] == 8
 

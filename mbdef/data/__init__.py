@@ -86,7 +86,8 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     `root`: null = the refusal data bundled with mbdef. `n_validation`: prompts held out of their test set for
     tuning, chosen by a hash of the prompt (as the embedded data's split), each triggered prompt following the
     clean prompt it was made from, so validation and test never share a prompt. `n_poisoned`: keep that many of
-    their poisoned rows (drawn per seed), for a poison share below their 57 %."""
+    their poisoned rows (drawn per seed), for a poison share below their 57 %; 0 trains a never-backdoored
+    reference on the clean rows alone (re-activation's control), with every poisoned row spare."""
     if task not in BACKDOORLLM_TASKS:
         raise DataError(f"data.task: '{task}' is not one of {sorted(BACKDOORLLM_TASKS)}")
     if attack not in BACKDOORLLM_ATTACKS:
@@ -103,8 +104,8 @@ def backdoorllm_splits(root: str | None = None, task: str = "refusal", attack: s
     clean = load_alpaca(folder / f"none_backdoor{n}_{task}_{attack}.json")
     poisoned = load_alpaca(folder / f"backdoor{n}_{task}_{attack}.json")
     if n_poisoned is not None:
-        if not 0 < n_poisoned <= len(poisoned):
-            raise DataError(f"data.n_poisoned: {n_poisoned} is not between 1 and the file's {len(poisoned)} rows")
+        if not 0 <= n_poisoned <= len(poisoned):  # 0: the never-backdoored reference (all rows spare)
+            raise DataError(f"data.n_poisoned: {n_poisoned} is not between 0 and the file's {len(poisoned)} rows")
         drawn = seeding.stream(seed, seeding.DATA_POISONED_CAP).sample(range(len(poisoned)), n_poisoned)
         kept = set(drawn)
         spare = [r for i, r in enumerate(poisoned) if i not in kept]

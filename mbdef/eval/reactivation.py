@@ -15,6 +15,11 @@ from transformers import TrainerCallback
 from mbdef.training import train_stage
 
 
+# measured at every step count; the false-trigger rate tells a re-opened backdoor (refuses triggered prompts
+# only) from a model that learned to refuse everything, where exact-match CACC says nothing (free-form answers)
+CURVE_METRICS = ("asr", "cacc", "false_trigger_rate")
+
+
 class _AtSteps(TrainerCallback):
     def __init__(self, steps: list[int], measure):
         self.steps, self.measure, self.rows = set(steps), measure, []
@@ -26,7 +31,8 @@ class _AtSteps(TrainerCallback):
 
 def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluate, steps: list[int],
                        learning_rate: float, batch_size: int, seed: int = 0, **sft_settings) -> dict:
-    """`evaluate(model) -> {"asr": .., "cacc": ..}`; returns {"steps": [0, ...], "asr": [...], "cacc": [...]}."""
+    """`evaluate(model) -> {"asr": .., "cacc": .., "false_trigger_rate": ..}`; returns {"step": [0, ...],
+    "asr": [...], ...}, one list per CURVE_METRICS."""
     steps = sorted({int(s) for s in steps if int(s) > 0})
     if not steps or not poisoned:
         raise ValueError("eval.reactivation: needs at least one positive step count and n_samples > 0")
@@ -46,7 +52,7 @@ def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluat
         model.load_state_dict(saved)
     rows += cb.rows
     return {"n_samples": len(poisoned), "learning_rate": learning_rate,
-            **{k: [r.get(k) for r in rows] for k in ("step", "asr", "cacc")}}
+            **{k: [r.get(k) for r in rows] for k in ("step", *CURVE_METRICS)}}
 
 
 def reactivation_rows(react, attack, defense_pool: list[dict], spare_poisoned: list[dict]) -> list[dict] | None:
@@ -92,7 +98,7 @@ def reactivation_test(react, model, tokenizer, template, attack, rows: list[dict
                                   perplexity=False)
         poisoned, triggers = poisoner.poison(records).records, poisoner.triggers
     measure = lambda m: {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=react.n_prompts).items()
-                         if k in ("asr", "cacc")}
+                         if k in CURVE_METRICS}
     logging.getLogger("mbdef").info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
     curve = reactivation_curve(model, tokenizer, template, poisoned, measure, list(react.steps),
                                float(react.learning_rate), int(react.batch_size), lora=lora, **sft_settings)
