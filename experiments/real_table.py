@@ -30,6 +30,13 @@ def table(dirs: list[str]) -> str:
         raise SystemExit(f"no results.json under {', '.join(dirs)}")
     rows, knobs = aggregate(runs)
     n_seeds = max(r["n"] for r in rows)
+    per_seed = {}  # (attack, defense, knob values) -> {seed: ASR}: with few seeds, every seed's value is shown
+    for run in runs:
+        r = run["results"]
+        key = (r["attack"], r["defense"], *[run["config"].get(k) for k in knobs])
+        per_seed.setdefault(key, {})[r["seed"]] = r.get("asr")
+    seed_asr = lambda row: " ".join(f(v) for _, v in sorted(
+        per_seed.get((row["attack"], row["defense"], *[row.get(k) for k in knobs]), {}).items()))
     f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
     # every defense against every baseline, on every attack: Holm's correction covers all of them at once
     all_comps = paired_comparisons(runs, knobs, metrics=("asr",))
@@ -38,9 +45,9 @@ def table(dirs: list[str]) -> str:
         mine = sorted((r for r in rows if r["attack"] == attack), key=lambda r: defense_rank(r["defense"]))
         seeds = sorted({s for r in mine for s in r["seeds"]})
         out += [f"### {attack} (seeds {', '.join(map(str, seeds))}; mean over seeds)", "",
-                "| defense | " + "".join(f"{k} | " for k in knobs) + "n | " + " | ".join(name for _, name in COLUMNS) + " |",
-                "|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
-        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | "
+                "| defense | " + "".join(f"{k} | " for k in knobs) + "n | ASR per seed | " + " | ".join(name for _, name in COLUMNS) + " |",
+                "|---|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
+        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r)} | "
                 + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
         comps = [c for c in all_comps if c["attack"] == attack and c["defense"] == "mb_defense"]
         if comps:
