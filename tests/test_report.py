@@ -159,6 +159,8 @@ def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp
     assert cacc["delta"] == 0 and cacc["p_seeds"] == 1.0 and cacc["p_holm"] == 1.0  # identical: n.s.
     assert mcnemar_p(np.array([1, 1, 0]), np.array([0, 1, 1])) == (1.0, 1, 1)
     assert paired_t_p([0.5], [0.1]) is None
+    # the same non-zero difference on every seed: no variance for t; the exact sign-flip p, 2 of 2^n sign patterns
+    assert paired_t_p([0.99, 0.99], [1.0, 1.0]) == 0.5 and paired_t_p([0.1] * 5, [0.6] * 5) == 2 / 32
     md = build_report([tmp_path], tmp_path / "rep")["paired_markdown"]
     row = next(line for line in md.splitlines() if "| ASR | mb_defense | finetune |" in line)
     assert "-0.850" in row and "(n.s.)" not in row.split("|")[-3]

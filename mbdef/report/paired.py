@@ -1,7 +1,7 @@
 """Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts.
 
 - The method test is at the seed level: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric,
-  "would another seed show the same difference?". Its p-values are Holm-corrected across every comparison
+  "would another seed show the same difference?" (the exact sign-flip p where every seed differs alike). Its p-values are Holm-corrected across every comparison
   of the report (statsmodels' multipletests), and only the corrected p decides significance.
 - McNemar is reported per seed, as a description of those fixed models ("do these two trained models differ
   on this test set?"), never pooled over seeds: pooling treats prompts of different seeds as independent
@@ -47,13 +47,15 @@ def mcnemar_p(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
 
 
 def paired_t_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided paired t-test; None below 2 pairs; 1.0 when every pair is identical, 0.0 when the
-    differences are constant and non-zero (no variance: the t statistic is infinite)."""
+    """Two-sided paired t-test; None below 2 pairs; 1.0 when every pair is identical. When every seed shows
+    the same non-zero difference the t statistic is undefined (no variance), and its limit p = 0 would claim
+    certainty from, say, one prompt on two seeds; the exact sign-flip test's p = 2 / 2**n is given instead,
+    the smallest p that n seed-level differences can give without a variance to lean on."""
     if len(a) < 2:
         return None
     d = np.asarray(a, float) - np.asarray(b, float)
     if np.allclose(d, d[0]):
-        return 1.0 if np.isclose(d[0], 0.0) else 0.0
+        return 1.0 if np.isclose(d[0], 0.0) else 2.0 / 2 ** len(d)
     return float(stats.ttest_rel(a, b).pvalue)
 
 
