@@ -5,8 +5,9 @@ construction), MB-Defense's paired tests, and the representation evidence at eve
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
 
 Over several seeds MB-Defense's differences get a paired t-test over seeds, Holm-corrected across its
-comparisons on every attack in the table. With one seed there is no seed-level test: McNemar's exact test on the 150 test prompts then only says
-whether those two trained models differ on these prompts, not whether the method does.
+comparisons on every attack in the table. With one seed there is no seed-level test: McNemar's exact test
+on the 150 test prompts then only says whether those two trained models differ on these prompts, not
+whether the method does.
 """
 
 from __future__ import annotations

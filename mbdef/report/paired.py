@@ -1,8 +1,9 @@
 """Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts.
 
 - The method test is at the seed level: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric,
-  "would another seed show the same difference?" (the exact sign-flip p where every seed differs alike). Its p-values are Holm-corrected across every comparison
-  of the report (statsmodels' multipletests), and only the corrected p decides significance.
+  "would another seed show the same difference?" (the exact sign-flip p where every seed differs alike).
+  Its p-values are Holm-corrected across every comparison of the report (statsmodels' multipletests), and
+  only the corrected p decides significance.
 - McNemar is reported per seed, as a description of those fixed models ("do these two trained models differ
   on this test set?"), never pooled over seeds: pooling treats prompts of different seeds as independent
   draws and turns one divergent seed into a p-value of 1e-100.
