@@ -31,14 +31,9 @@ def table(dirs: list[str]) -> str:
         raise SystemExit(f"no results.json under {', '.join(dirs)}")
     rows, knobs = aggregate(runs)
     n_seeds = max(r["n"] for r in rows)
-    per_seed = {}  # (attack, defense, knob values) -> {seed: ASR}: with few seeds, every seed's value is shown
-    for run in runs:
-        r = run["results"]
-        key = (r["attack"], r["defense"], *[run["config"].get(k) for k in knobs])
-        per_seed.setdefault(key, {})[r["seed"]] = r.get("asr")
-    seed_asr = lambda row: " ".join(f(v) for _, v in sorted(
-        per_seed.get((row["attack"], row["defense"], *[row.get(k) for k in knobs]), {}).items()))
     f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
+    # few seeds: every seed's value is shown, in the attack's seed order, "–" where an arm lacks that seed
+    seed_asr = lambda row, seeds: " ".join(f(dict(zip(row["seeds"], row.get("asr_per_seed", []))).get(s)) for s in seeds)
     # MB-Defense against every baseline, on every attack: the family Holm's correction covers is this table's
     # comparisons (as in paper_table.py), not every pair mbdef-report tests
     all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
@@ -50,7 +45,7 @@ def table(dirs: list[str]) -> str:
         out += [f"### {attack} (seeds {', '.join(map(str, seeds))}; mean over seeds)", "",
                 "| defense | " + "".join(f"{k} | " for k in knobs) + "n | ASR per seed | " + " | ".join(name for _, name in COLUMNS) + " |",
                 "|---|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
-        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r)} | "
+        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r, seeds)} | "
                 + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
         comps = [c for c in all_comps if c["attack"] == attack]
         if comps:

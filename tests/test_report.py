@@ -33,6 +33,7 @@ def test_rows_are_exact_means_and_stds_over_seeds(sweep):
     assert set(by) == {("none", None), ("mb_defense", 3), ("mb_defense", 1)}
     mb = by[("mb_defense", 3)]
     assert mb["n"] == 3 and mb["seeds"] == [0, 1, 2]
+    assert mb["asr_per_seed"] == pytest.approx([0.1, 0.3, 0.2])  # aligned with the seeds, as fake_job wrote them
     assert mb["asr"] == pytest.approx(0.2) and mb["asr_std"] == pytest.approx(0.1)  # sample std (ddof=1)
     assert mb["cacc"] == pytest.approx(0.71)
     assert by[("none", None)]["asr"] == pytest.approx(2.9 / 3)

@@ -85,12 +85,16 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], list[str]]:
         groups[_identity(run) + tuple(run["config"].get(k) for k in knobs)].append(run)
     rows = []
     for key, members in groups.items():
+        members.sort(key=lambda x: x["results"].get("seed"))
         row = {"model": key[0], "attack": key[1], "defense": key[2], **dict(zip(knobs, key[3:])),
-               "n": len(members), "seeds": sorted(m["results"].get("seed") for m in members)}
+               "n": len(members), "seeds": [m["results"].get("seed") for m in members]}
         for m in METRICS:
-            vals = [x["results"][m] for x in members if isinstance(x["results"].get(m), (int, float))]
+            # aligned with row["seeds"] (None where a seed lacks the metric): with few seeds, tables show each
+            per_seed = [x["results"].get(m) if isinstance(x["results"].get(m), (int, float)) else None for x in members]
+            vals = [v for v in per_seed if v is not None]
             if not vals:
                 continue
+            row[f"{m}_per_seed"] = per_seed
             row[m] = float(np.mean(vals))
             row[f"{m}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
             ci = t_interval(vals)
