@@ -1,6 +1,7 @@
 """The real-model table (SmolLM2-135M-Instruct on BackdoorLLM refusal data): per attack, every defense's ASR,
 false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC is 0 by
-construction), MB-Defense's paired tests, and the representation evidence at every fifth layer.
+construction), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own, after each
+stage) and the representation evidence at every fifth layer.
 
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
 
@@ -23,6 +24,38 @@ from paper_table import cli  # experiments/ is on the path when this runs as a s
 
 COLUMNS = (("asr", "ASR"), ("false_trigger_rate", "false triggers"), ("rouge_l", "ROUGE-L"),
            ("perplexity", "perplexity"))
+
+
+def defensive_probe(metrics: dict) -> float | None:
+    """How often MB-Defense's own trigger gives its defensive behaviour (mean over its triggers' probes)."""
+    vals = [v for k, v in metrics.items() if k.startswith("probe/") and isinstance(v, (int, float))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def two_backdoors(runs: list[dict], attack: str, knobs: list[str], f) -> list[str]:
+    """Per seed, the attacker's backdoor and MB-Defense's own after its stage 1, after weight recovery
+    (mb_defense) and after plain fine-tuning of the same stage 1 (mb_plain_finetune): the paper's mechanism
+    needs weight recovery to break both together."""
+    by = {}
+    for run in runs:
+        r = run["results"]
+        if r["attack"] == attack:
+            by[(r["defense"], r["seed"], *[run["config"].get(k) for k in knobs])] = r
+    mine = sorted(k[1:] for k in by if k[0] == "mb_defense")
+    if not mine:
+        return []
+    out = ["", "MB-Defense's two backdoors per seed: the attacker's ASR and its own trigger's defensive-behaviour "
+           "rate (defensive) after its stage 1, after weight recovery, and after plain fine-tuning of the same "
+           "stage 1 (mb_plain_finetune):", "",
+           "| seed | " + "".join(f"{k} | " for k in knobs) + "after stage 1: attacker's / defensive | "
+           "weight recovery: attacker's / defensive | plain fine-tuning: attacker's / defensive |",
+           "|---|---|---|---|" + "---|" * len(knobs)]
+    for seed, *kv in mine:
+        mb, plain = by[("mb_defense", seed, *kv)], by.get(("mb_plain_finetune", seed, *kv), {})
+        s1 = mb.get("after_stage1") or {}
+        pair = lambda m: f"{f(m.get('asr'))} / {f(defensive_probe(m))}"
+        out.append(f"| {seed} | " + "".join(f"{v} | " for v in kv) + f"{pair(s1)} | {pair(mb)} | {pair(plain)} |")
+    return out
 
 
 def table(dirs: list[str]) -> str:
@@ -55,6 +88,7 @@ def table(dirs: list[str]) -> str:
             out += [f"| {c['baseline']} | {c['delta']:+.3f} | {f(c['p_seeds'], '.2g')} | {f(c['p_holm'], '.2g')} | "
                     + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
                                 for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
+        out += two_backdoors(runs, attack, knobs, f)
         ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
         if ev:
             n_layers = len(ev[0]["final/cos_attacker_defensive"])

@@ -81,7 +81,11 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
         for seed, asr in zip((3, 4), mb):
             fake_job(tmp_path, f"{attack}/none{seed}", attack, "none", seed, 1.0, 0.0)
             fake_job(tmp_path, f"{attack}/ft{seed}", attack, "finetune", seed, 1.0, 0.0)
-            fake_job(tmp_path, f"{attack}/mb{seed}", attack, "mb_defense", seed, asr, 0.0)
+            fake_job(tmp_path, f"{attack}/mb{seed}", attack, "mb_defense", seed, asr, 0.0,
+                     extra={"after_stage1": {"asr": 1.0, "probe/defense_trigger_0": 0.9, "probe/defense_trigger_1": 0.7},
+                            "probe/defense_trigger_0": 0.0, "probe/defense_trigger_1": 0.2})
+    fake_job(tmp_path, "badnet/mbplain3", "badnet", "mb_plain_finetune", 3, 0.9, 0.0,
+             extra={"probe/defense_trigger_0": 0.6, "probe/defense_trigger_1": 0.4})
     fake_job(tmp_path, "badnet/pdb4", "badnet", "pdb", 4, 0.8, 0.0)  # an arm missing seed 3
     done = script("real_table.py", tmp_path)
     assert done.returncode == 0, done.stderr
@@ -89,6 +93,9 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
     assert "### badnet (seeds 3, 4; mean over seeds)" in lines
     assert "| mb_defense | 2 | 0.50 0.60 | 0.55 | 0.00 | – | – |" in lines
     assert "| pdb | 1 | – 0.80 | 0.80 | 0.00 | – | – |" in lines
+    # two backdoors per seed: the defensive rate is the mean over the two defensive triggers' probes
+    assert "| 3 | 1.00 / 0.80 | 0.50 / 0.10 | 0.90 / 0.50 |" in lines
+    assert "| 4 | 1.00 / 0.80 | 0.60 / 0.10 | – / – |" in lines  # no mb_plain_finetune job on seed 4
     # Holm over MB-Defense's two comparisons (none against finetune is not in the family): 0.0704 times 2
     assert any(line.startswith("| finetune | -0.450 | 0.07 | 0.14 |") for line in lines)
     assert any(line.startswith("| finetune | -0.050 | 0.5 | 0.5 |") for line in lines)
