@@ -26,13 +26,17 @@ COLUMNS = (("asr", "ASR"), ("false_trigger_rate", "false triggers"), ("rouge_l",
            ("perplexity", "perplexity"))
 
 
+def fmt(v, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
 def defensive_probe(metrics: dict) -> float | None:
     """How often MB-Defense's own trigger gives its defensive behaviour (mean over its triggers' probes)."""
     vals = [v for k, v in metrics.items() if k.startswith("probe/") and isinstance(v, (int, float))]
     return sum(vals) / len(vals) if vals else None
 
 
-def two_backdoors(runs: list[dict], attack: str, knobs: list[str], f) -> list[str]:
+def two_backdoors(runs: list[dict], attack: str, knobs: list[str]) -> list[str]:
     """Per seed, the attacker's backdoor and MB-Defense's own after its stage 1, after weight recovery
     (mb_defense) and after plain fine-tuning of the same stage 1 (mb_plain_finetune): the paper's mechanism
     needs weight recovery to break both together."""
@@ -50,10 +54,10 @@ def two_backdoors(runs: list[dict], attack: str, knobs: list[str], f) -> list[st
            "| seed | " + "".join(f"{k} | " for k in knobs) + "after stage 1: attacker's / defensive | "
            "weight recovery: attacker's / defensive | plain fine-tuning: attacker's / defensive |",
            "|---|---|---|---|" + "---|" * len(knobs)]
+    pair = lambda m: f"{fmt(m.get('asr'))} / {fmt(defensive_probe(m))}"
     for seed, *kv in mine:
         mb, plain = by[("mb_defense", seed, *kv)], by.get(("mb_plain_finetune", seed, *kv), {})
         s1 = mb.get("after_stage1") or {}
-        pair = lambda m: f"{f(m.get('asr'))} / {f(defensive_probe(m))}"
         out.append(f"| {seed} | " + "".join(f"{v} | " for v in kv) + f"{pair(s1)} | {pair(mb)} | {pair(plain)} |")
     return out
 
@@ -64,9 +68,8 @@ def table(dirs: list[str]) -> str:
         raise SystemExit(f"no results.json under {', '.join(dirs)}")
     rows, knobs = aggregate(runs)
     n_seeds = max(r["n"] for r in rows)
-    f = lambda v, spec=".2f": "–" if v is None else format(v, spec)
     # few seeds: every seed's value is shown, in the attack's seed order, "–" where an arm lacks that seed
-    seed_asr = lambda row, seeds: " ".join(f(dict(zip(row["seeds"], row.get("asr_per_seed", []))).get(s)) for s in seeds)
+    seed_asr = lambda row, seeds: " ".join(fmt(dict(zip(row["seeds"], row.get("asr_per_seed", []))).get(s)) for s in seeds)
     # MB-Defense against every baseline, on every attack: the family Holm's correction covers is this table's
     # comparisons (as in paper_table.py), not every pair mbdef-report tests
     all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
@@ -79,16 +82,16 @@ def table(dirs: list[str]) -> str:
                 "| defense | " + "".join(f"{k} | " for k in knobs) + "n | ASR per seed | " + " | ".join(name for _, name in COLUMNS) + " |",
                 "|---|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
         out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r, seeds)} | "
-                + " | ".join(f(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
+                + " | ".join(fmt(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
         comps = [c for c in all_comps if c["attack"] == attack]
         if comps:
             out += ["", "MB-Defense's ASR minus each baseline's, on the same seeds and prompts:", "",
                     "| vs | Δ ASR | p, paired t over seeds | p, Holm | McNemar exact p per seed (discordant prompts) |",
                     "|---|---|---|---|---|"]
-            out += [f"| {c['baseline']} | {c['delta']:+.3f} | {f(c['p_seeds'], '.2g')} | {f(c['p_holm'], '.2g')} | "
+            out += [f"| {c['baseline']} | {c['delta']:+.3f} | {fmt(c['p_seeds'], '.2g')} | {fmt(c['p_holm'], '.2g')} | "
                     + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
                                 for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
-        out += two_backdoors(runs, attack, knobs, f)
+        out += two_backdoors(runs, attack, knobs)
         ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
         if ev:
             n_layers = len(ev[0]["final/cos_attacker_defensive"])
@@ -97,7 +100,7 @@ def table(dirs: list[str]) -> str:
                     + ", ".join(map(str, shown)) + " (0 = embeddings; every layer in results.json and "
                     "mbdef-report's representation.png):", "",
                     "| defense | after stage 1 | final | attacker vs random word, after stage 1 |", "|---|---|---|---|"]
-            pick = lambda v: " ".join(f(v[i]) for i in shown) if v else "–"
+            pick = lambda v: " ".join(fmt(v[i]) for i in shown) if v else "–"
             out += [f"| {e['defense']} | {pick(e.get('after_stage1/cos_attacker_defensive'))} | "
                     f"{pick(e.get('final/cos_attacker_defensive'))} | {pick(e.get('after_stage1/cos_attacker_control'))} |"
                     for e in ev]
