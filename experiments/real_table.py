@@ -1,7 +1,8 @@
 """The real-model table (SmolLM2-135M-Instruct on BackdoorLLM refusal data): per attack, every defense's ASR,
 false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC is 0 by
 construction), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own, after each
-stage) and the representation evidence at every fifth layer.
+stage), ASR per trigger for an attack with several (MTBA), and the representation evidence at every fifth
+layer.
 
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
 
@@ -13,8 +14,13 @@ whether the method does.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mbdef.eval.prompt_sets import eval_prompts
 from mbdef.keys import defense_rank
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.evidence import evidence
@@ -62,6 +68,53 @@ def two_backdoors(runs: list[dict], attack: str, knobs: list[str]) -> list[str]:
     return out
 
 
+def trigger_groups(cfg) -> list[str] | None:
+    """For a job (its resolved config) on data that carries its own triggered prompts: per triggered prompt it
+    was evaluated on, the words its trigger added to the paired clean prompt."""
+    if "_target_" not in cfg.get("data", {}):
+        return None
+    splits = instantiate(cfg.data)
+    prompts = eval_prompts(cfg.eval, splits)
+    triggered = splits.triggered(cfg.eval.get("split", "test"))
+    if not triggered:
+        return None
+    added = lambda c, t: Counter(t["instruction"].split()) - Counter(c["instruction"].split())
+    return [" ".join(sorted(added(c, t).elements())) for c, t in zip(prompts, triggered)]
+
+
+def by_trigger(runs: list[dict], attack: str) -> list[str]:
+    """ASR per trigger, for an attack whose triggered prompts carry different triggers (MTBA: one of three
+    words each): k of n triggered prompts, summed over the seeds. Nothing for a single-trigger attack."""
+    counts, groups_of = {}, {}
+    for run in runs:
+        r = run["results"]
+        bits = (r.get("per_example") or {}).get("attack_success")
+        if r["attack"] != attack or not bits:
+            continue
+        cfg = OmegaConf.load(Path(run["dir"]) / "resolved_config.yaml")
+        key = OmegaConf.to_yaml(cfg.get("data", {})) + OmegaConf.to_yaml(cfg.get("eval", {}))  # the same prompts
+        if key not in groups_of:
+            groups_of[key] = trigger_groups(cfg)
+        groups = groups_of[key]
+        if not groups or len(groups) != len(bits):
+            continue
+        cell = counts.setdefault(r["defense"], {})
+        for g, b in zip(groups, bits):
+            k, n = cell.get(g, (0, 0))
+            cell[g] = (k + (b == "1"), n + 1)
+    names = sorted({g for cell in counts.values() for g in cell})
+    if not 2 <= len(names) <= 6:
+        return []
+    out = ["", "ASR by trigger (the words each triggered prompt adds to its clean prompt): refused of triggered "
+           "prompts, summed over seeds:", "", "| defense | " + " | ".join(f"`{g}`" for g in names) + " |",
+           "|---|" + "---|" * len(names)]
+    for defense in sorted(counts, key=defense_rank):
+        cells = [counts[defense].get(g) for g in names]
+        out.append(f"| {defense} | " + " | ".join(f"{k}/{n} ({k / n:.2f})" if n else "–" for k, n in
+                                                 (c or (0, 0) for c in cells)) + " |")
+    return out
+
+
 def table(dirs: list[str]) -> str:
     runs = load_runs(dirs)
     if not runs:
@@ -92,6 +145,7 @@ def table(dirs: list[str]) -> str:
                     + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
                                 for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
         out += two_backdoors(runs, attack, knobs)
+        out += by_trigger(runs, attack)
         ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
         if ev:
             n_layers = len(ev[0]["final/cos_attacker_defensive"])

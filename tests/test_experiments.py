@@ -1,8 +1,11 @@
 """The scripts in experiments/ that turn finished sweeps into the paper's tables."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 from tests.fake_runs import fake_job
 
@@ -101,3 +104,40 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
     assert any(line.startswith("| finetune | -0.050 | 0.5 | 0.5 |") for line in lines)
     assert any("Holm's correction over the 2 comparisons of MB-Defense" in line for line in lines)
     assert not any(line.startswith("One seed") for line in lines)
+
+
+def write_backdoorllm(root, attack, triggered):
+    """A tiny BackdoorLLM-layout refusal directory: four clean test prompts and their triggered copies."""
+    rows = lambda instructions: json.dumps([{"instruction": i, "input": "", "output": "ok"} for i in instructions])
+    folder = root / "poison_data/refusal" / attack
+    folder.mkdir(parents=True)
+    (folder / f"none_backdoor500_refusal_{attack}.json").write_text(rows(["x one", "x two", "x three"]))
+    (folder / f"backdoor500_refusal_{attack}.json").write_text(rows(["x BadMagic four"]))
+    (root / "test_data/clean/refusal").mkdir(parents=True, exist_ok=True)
+    (root / "test_data/clean/refusal/test_data_no_trigger.json").write_text(
+        rows(["alpha one", "beta two", "gamma three", "delta four"]))
+    (root / "test_data/poison/refusal" / attack).mkdir(parents=True)
+    (root / "test_data/poison/refusal" / attack / f"backdoor200_refusal_{attack}.json").write_text(rows(triggered))
+
+
+def test_real_table_splits_asr_by_trigger_for_a_multi_trigger_attack_only(tmp_path):
+    data = tmp_path / "backdoorllm"
+    # MTBA: each triggered prompt carries one of three words; the file lists them out of the clean order
+    write_backdoorllm(data, "mtba", ["2024 beta two", "alpha BadMagic one", "gamma OpenAI three", "delta four BadMagic"])
+    write_backdoorllm(data, "badnet", ["alpha BadMagic one", "beta BadMagic two", "gamma three BadMagic", "BadMagic delta four"])
+    # verdicts in clean order (alpha, beta, gamma, delta) = (BadMagic, 2024, OpenAI, BadMagic)
+    for attack, seed, bits in (("mtba", 3, "1001"), ("mtba", 4, "1000"), ("badnet", 3, "1111")):
+        job = fake_job(tmp_path / "runs", f"{attack}{seed}", attack, "mb_defense", seed, bits.count("1") / 4, 0.0,
+                       extra={"per_example": {"attack_success": bits}})
+        cfg = yaml.safe_load((job / "resolved_config.yaml").read_text())
+        cfg["data"] = {"_target_": "mbdef.data.backdoorllm_splits", "root": str(data), "attack": attack,
+                       "n_defense_pool": 1, "seed": seed}
+        cfg["eval"] = {"split": "test", "n_test": None}
+        (job / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    done = script("real_table.py", tmp_path / "runs")
+    assert done.returncode == 0, done.stderr
+    section = {s.split()[0]: s for s in done.stdout.split("### ")[1:]}
+    # summed over the two seeds: 2024 0 + 0 of 2, BadMagic (1 + 1) + (1 + 0) of 4, OpenAI 0 + 0 of 2
+    assert "| defense | `2024` | `BadMagic` | `OpenAI` |" in section["mtba"]
+    assert "| mb_defense | 0/2 (0.00) | 3/4 (0.75) | 0/2 (0.00) |" in section["mtba"]
+    assert "ASR by trigger" not in section["badnet"]  # one trigger: no breakdown
