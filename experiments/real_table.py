@@ -24,7 +24,7 @@ from mbdef.eval.prompt_sets import eval_prompts
 from mbdef.keys import defense_rank
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.evidence import evidence
-from mbdef.report.paired import holm, paired_comparisons
+from mbdef.report.paired import VERDICTS, holm, paired_comparisons
 
 from paper_table import cli  # experiments/ is on the path when this runs as a script
 
@@ -88,7 +88,7 @@ def by_trigger(runs: list[dict], attack: str) -> list[str]:
     counts, groups_of = {}, {}
     for run in runs:
         r = run["results"]
-        bits = (r.get("per_example") or {}).get("attack_success")
+        bits = (r.get("per_example") or {}).get(VERDICTS["asr"])
         if r["attack"] != attack or not bits:
             continue
         cfg = OmegaConf.load(Path(run["dir"]) / "resolved_config.yaml")
@@ -109,9 +109,8 @@ def by_trigger(runs: list[dict], attack: str) -> list[str]:
            "prompts, summed over seeds:", "", "| defense | " + " | ".join(f"`{g}`" for g in names) + " |",
            "|---|" + "---|" * len(names)]
     for defense in sorted(counts, key=defense_rank):
-        cells = [counts[defense].get(g) for g in names]
-        out.append(f"| {defense} | " + " | ".join(f"{k}/{n} ({k / n:.2f})" if n else "–" for k, n in
-                                                 (c or (0, 0) for c in cells)) + " |")
+        cells = [counts[defense].get(g, (0, 0)) for g in names]
+        out.append(f"| {defense} | " + " | ".join(f"{k}/{n} ({k / n:.2f})" if n else "–" for k, n in cells) + " |")
     return out
 
 
