@@ -4,7 +4,10 @@ construction), MB-Defense's paired tests, its two backdoors per seed (the attack
 stage), ASR per trigger for an attack with several (MTBA), and the representation evidence at every fifth
 layer.
 
-    python experiments/real_table.py outputs/multirun/real_smollm2_refusal [--out table.md]
+    python experiments/real_table.py outputs/multirun/real_smollm2_refusal [more sweep dirs] [--out table.md]
+
+An attack run at more than one setting (e.g. MTBA in real_smollm2_refusal and real_smollm2_refusal_mtba)
+gets one section per setting, named by the config keys that differ.
 
 Over several seeds MB-Defense's differences get a paired t-test over seeds, Holm-corrected across its
 comparisons on every attack in the table. With one seed there is no seed-level test: McNemar's exact test
@@ -126,16 +129,24 @@ def table(dirs: list[str]) -> str:
     # comparisons (as in paper_table.py), not every pair mbdef-report tests
     all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
     holm(all_comps)
+    # one section per attack and setting (e.g. MTBA at two poison counts): a section's paired tests,
+    # two-backdoor, by-trigger and cosine tables come from its own runs only; Holm still spans every section
+    cell_knobs = [k for k in knobs if not k.startswith("defense.")]  # as paired_comparisons splits cells
+    row_knobs = [k for k in knobs if k.startswith("defense.")]
+    setting = lambda get: tuple(get(k) for k in cell_knobs)
     out = []
-    for attack in dict.fromkeys(r["attack"] for r in rows):
-        mine = sorted((r for r in rows if r["attack"] == attack), key=lambda r: defense_rank(r["defense"]))
+    for attack, *values in dict.fromkeys((r["attack"], *setting(r.get)) for r in rows):
+        here = lambda get, a: a == attack and setting(get) == tuple(values)
+        mine = sorted((r for r in rows if here(r.get, r["attack"])), key=lambda r: defense_rank(r["defense"]))
+        subset = [run for run in runs if here(run["config"].get, run["results"]["attack"])]
         seeds = sorted({s for r in mine for s in r["seeds"]})
-        out += [f"### {attack} (seeds {', '.join(map(str, seeds))}; mean over seeds)", "",
-                "| defense | " + "".join(f"{k} | " for k in knobs) + "n | ASR per seed | " + " | ".join(name for _, name in COLUMNS) + " |",
-                "|---|---|---|" + "---|" * (len(COLUMNS) + len(knobs))]
-        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in knobs) + f"{r['n']} | {seed_asr(r, seeds)} | "
+        label = "".join(f"{k}={v}, " for k, v in zip(cell_knobs, values))
+        out += [f"### {attack} ({label}seeds {', '.join(map(str, seeds))}; mean over seeds)", "",
+                "| defense | " + "".join(f"{k} | " for k in row_knobs) + "n | ASR per seed | " + " | ".join(name for _, name in COLUMNS) + " |",
+                "|---|---|---|" + "---|" * (len(COLUMNS) + len(row_knobs))]
+        out += [f"| {r['defense']} | " + "".join(f"{r.get(k)} | " for k in row_knobs) + f"{r['n']} | {seed_asr(r, seeds)} | "
                 + " | ".join(fmt(r.get(k)) for k, _ in COLUMNS) + " |" for r in mine]
-        comps = [c for c in all_comps if c["attack"] == attack]
+        comps = [c for c in all_comps if here(c.get, c["attack"])]
         if comps:
             out += ["", "MB-Defense's ASR minus each baseline's, on the same seeds and prompts:", "",
                     "| vs | Δ ASR | p, paired t over seeds | p, Holm | McNemar exact p per seed (discordant prompts) |",
@@ -143,9 +154,9 @@ def table(dirs: list[str]) -> str:
             out += [f"| {c['baseline']} | {c['delta']:+.3f} | {fmt(c['p_seeds'], '.2g')} | {fmt(c['p_holm'], '.2g')} | "
                     + ", ".join(f"seed {s}: {v['p']:.2g} ({v['discordant'][0]} vs {v['discordant'][1]})"
                                 for s, v in c["mcnemar_per_seed"].items()) + " |" for c in comps]
-        out += two_backdoors(runs, attack, knobs)
-        out += by_trigger(runs, attack)
-        ev = [e for e in evidence(runs) if e["attack"] == attack and e.get("final/cos_attacker_defensive")]
+        out += two_backdoors(subset, attack, row_knobs)
+        out += by_trigger(subset, attack)
+        ev = [e for e in evidence(subset) if e.get("final/cos_attacker_defensive")]
         if ev:
             n_layers = len(ev[0]["final/cos_attacker_defensive"])
             shown = list(range(0, n_layers, 5)) + ([n_layers - 1] if (n_layers - 1) % 5 else [])

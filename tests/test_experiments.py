@@ -106,6 +106,31 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
     assert not any(line.startswith("One seed") for line in lines)
 
 
+
+def test_real_table_gives_each_setting_of_an_attack_its_own_section_and_holm_spans_them(tmp_path):
+    # MTBA at two poison counts (a data key, so a cell of its own, not a defense column); per-seed differences
+    # to finetune: 80 rows -0.5 and -0.4 (p 0.0704), 160 rows -0.1 and 0.0 (p 0.5), as in the test above
+    for n_poisoned, mb in ((80, (0.5, 0.6)), (160, (0.9, 1.0))):
+        for seed, asr in zip((3, 4), mb):
+            for defense, value in (("finetune", 1.0), ("mb_defense", asr)):
+                job = fake_job(tmp_path, f"{n_poisoned}/{defense}{seed}", "mtba", defense, seed, value, 0.0)
+                cfg = yaml.safe_load((job / "resolved_config.yaml").read_text())
+                cfg["data"] = {"n_poisoned": n_poisoned}
+                (job / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    done = script("real_table.py", tmp_path)
+    assert done.returncode == 0, done.stderr
+    sections = done.stdout.split("### ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        "mtba (data.n_poisoned=80, seeds 3, 4; mean over seeds)", "mtba (data.n_poisoned=160, seeds 3, 4; mean over seeds)"]
+    low, high = sections
+    assert "| mb_defense | 2 | 0.50 0.60 | 0.55 | 0.00 | – | – |" in low.splitlines()
+    assert "| mb_defense | 2 | 0.90 1.00 | 0.95 | 0.00 | – | – |" in high.splitlines()
+    assert "0.90 1.00" not in low and "0.50 0.60" not in high
+    assert any(line.startswith("| finetune | -0.450 | 0.07 | 0.14 |") for line in low.splitlines())
+    assert any(line.startswith("| finetune | -0.050 | 0.5 | 0.5 |") for line in high.splitlines())
+    assert "Holm's correction over the 2 comparisons of MB-Defense" in done.stdout
+
+
 def write_backdoorllm(root, attack, triggered):
     """A tiny BackdoorLLM-layout refusal directory: four clean test prompts and their triggered copies."""
     rows = lambda instructions: json.dumps([{"instruction": i, "input": "", "output": "ok"} for i in instructions])
