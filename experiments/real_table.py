@@ -1,6 +1,6 @@
 """The real-model table (SmolLM2-135M-Instruct on BackdoorLLM refusal data): per attack, every defense's ASR,
-false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC is 0 by
-construction), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own, after each
+false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC matches only a
+few short references), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own, after each
 stage), ASR per trigger for an attack with several (MTBA), and the representation evidence at every fifth
 layer.
 
