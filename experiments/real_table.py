@@ -1,8 +1,8 @@
 """The real-model table (SmolLM2-135M-Instruct on BackdoorLLM refusal data): per attack, every defense's ASR,
 false-trigger rate, ROUGE-L and reference perplexity (free-form answers: exact-match CACC matches only a
-few short references), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own, after each
-stage), ASR per trigger for an attack with several (MTBA), and the representation evidence at every fifth
-layer.
+few short references), MB-Defense's paired tests, its two backdoors per seed (the attacker's and its own,
+after each stage), ASR per trigger for an attack with several (MTBA), and the representation evidence at
+every fifth layer.
 
     python experiments/real_table.py outputs/multirun/real_smollm2_refusal [more sweep dirs] [--out table.md]
 
@@ -27,7 +27,7 @@ from mbdef.eval.prompt_sets import eval_prompts
 from mbdef.keys import defense_rank
 from mbdef.report.aggregate import aggregate, load_runs, unfinished_jobs
 from mbdef.report.evidence import evidence
-from mbdef.report.paired import VERDICTS, holm, paired_comparisons
+from mbdef.report.paired import VERDICTS, holm, paired_comparisons, split_knobs
 
 from paper_table import cli  # experiments/ is on the path when this runs as a script
 
@@ -131,8 +131,7 @@ def table(dirs: list[str]) -> str:
     holm(all_comps)
     # one section per attack and setting (e.g. MTBA at two poison counts): a section's paired tests,
     # two-backdoor, by-trigger and cosine tables come from its own runs only; Holm still spans every section
-    cell_knobs = [k for k in knobs if not k.startswith("defense.")]  # as paired_comparisons splits cells
-    row_knobs = [k for k in knobs if k.startswith("defense.")]
+    cell_knobs, row_knobs = split_knobs(knobs)  # as paired_comparisons splits cells
     setting = lambda get: tuple(get(k) for k in cell_knobs)
     out = []
     for attack, *values in dict.fromkeys((r["attack"], *setting(r.get)) for r in rows):

@@ -106,7 +106,6 @@ def test_real_table_tests_mb_defense_over_seeds_with_holm_across_every_attack(tm
     assert not any(line.startswith("One seed") for line in lines)
 
 
-
 def test_real_table_gives_each_setting_of_an_attack_its_own_section_and_holm_spans_them(tmp_path):
     # MTBA at two poison counts (a data key, so a cell of its own, not a defense column); per-seed differences
     # to finetune: 80 rows -0.5 and -0.4 (p 0.0704), 160 rows -0.1 and 0.0 (p 0.5), as in the test above

@@ -68,9 +68,14 @@ def _compatible(run_a: dict, run_b: dict, knobs: list[str]) -> bool:
     return all(json.dumps(ca[k], default=str) == json.dumps(cb[k], default=str) for k in shared)
 
 
+def split_knobs(knobs: list[str]) -> tuple[list[str], list[str]]:
+    """(cell knobs, row knobs): keys outside `defense.` make separate experiments (cells), within which
+    defenses and their own settings are compared (rows)."""
+    return [k for k in knobs if not k.startswith("defense.")], [k for k in knobs if k.startswith("defense.")]
+
+
 def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc")) -> list[dict]:
-    cell_knobs = [k for k in knobs if not k.startswith("defense.")]
-    row_knobs = [k for k in knobs if k.startswith("defense.")]
+    cell_knobs, row_knobs = split_knobs(knobs)
     cells = defaultdict(lambda: defaultdict(list))
     for run in runs:
         r = run["results"]
