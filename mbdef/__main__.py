@@ -1,6 +1,6 @@
-"""`python -m mbdef ...` == `mbdef ...`; the Hydra task stays in mbdef.run, so parallel launchers can pickle it."""
+"""`python -m mbdef ...` == `mbdef ...`."""
 
-from mbdef.run import main
+from mbdef.cli import main
 
 if __name__ == "__main__":
     main()

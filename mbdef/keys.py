@@ -21,10 +21,11 @@ NON_DEFINING_OVERRIDES = ("force", "progress", "logger", "sweep_id", "paths.log_
                           "paths.base_cache_dir", "paths.output_dir", "hydra.launcher.n_jobs", "trainer.threads",
                           "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic_every")
 
-# Reading order of defenses in every table: no defense, the baseline, the other methods, the controls,
-# MB-Defense last. Defenses not listed sort between the known ones and MB-Defense, by name.
-DEFENSE_ORDER = ("none", "finetune", "pdb", "recovery_only", "mb_plain_finetune", "random_insert_finetune",
-                 "mb_defense")
+# Reading order of defenses in every table: no defense, the oracle positive control (it reads the attacker's
+# trigger: what removing the backdoor at this budget looks like), the baseline, the other methods, the
+# controls, MB-Defense last. Defenses not listed sort between the known ones and MB-Defense, by name.
+DEFENSE_ORDER = ("none", "oracle_unlearn", "finetune", "pdb", "recovery_only", "mb_plain_finetune",
+                 "random_insert_finetune", "mb_defense")
 BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
 
 

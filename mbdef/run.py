@@ -1,7 +1,7 @@
 """The experiment: data -> attack -> defense -> training (two stages) -> eval -> results.json.
 
 `run(cfg)` reads as that pipeline and is pure of Hydra's runtime: tests call it with a composed config.
-`main` only wraps it. Each step lives in its package; this module only wires them and writes the run dir.
+`mbdef.cli` only wraps it. Each step lives in its package; this module only wires them and writes the run dir.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import platform
 import time
 from pathlib import Path
 
-import hydra
 import torch
 import transformers
 import trl
@@ -20,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mbdef
 from mbdef import seeding
-from mbdef.attacks import Poisoned
+from mbdef.attacks import Poisoned, attack_of_data
 from mbdef.data.records import records_hash
 from mbdef.defenses import MBDefense
 from mbdef.eval import judges
@@ -32,6 +31,7 @@ from mbdef.models import PromptTemplate
 from mbdef.report.card import write_model_card
 from mbdef.results import RunResults
 from mbdef.rundir import RunDir, config_hash
+from mbdef.schemas import validate
 from mbdef.tracking import NullTracker, log_final
 from mbdef.training import cache_key, configure_progress, set_threads
 from mbdef.training.distributed import Processes
@@ -60,20 +60,21 @@ def _prepare_output_dir(cfg: DictConfig) -> Path:
 def run(cfg: DictConfig) -> dict:
     """One job. A finished job of the same config returns its saved results; an unfinished one resumes."""
     t0 = time.perf_counter()
+    validate(cfg)  # every declared key's type and range, before any file, data or model is touched
     out_dir = _prepare_output_dir(cfg)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))  # ??? is reported below
     rundir = RunDir(out_dir, config_hash(resolved))
-    if not cfg.get("force") and (done := rundir.completed_results()) is not None:
+    if not cfg.force and (done := rundir.completed_results()) is not None:
         log.info("already complete, skipped (force=true redoes it): %s", out_dir / "results.json")
         return done
     if (changed := rundir.finished_with_other_config(resolved)) is not None:
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         log.info("%s holds a finished run of another config (changed: %s): re-running; its files move to "
                  "superseded/", out_dir, shown or "mbdef's config hashing")
-    seed, force = int(cfg.seed), bool(cfg.get("force"))
+    seed, force = cfg.seed, cfg.force
     seeding.seed_libraries(seed)
-    set_threads(cfg.trainer.get("threads"))
-    configure_progress(progress_mode(cfg.get("progress", "auto")), f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
+    set_threads(cfg.trainer.threads)
+    configure_progress(progress_mode(cfg.progress), f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
     procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
 
     # 1. Data, attack, defense plan: everything cheap first, so bad config or data fails before training.
@@ -82,22 +83,24 @@ def run(cfg: DictConfig) -> dict:
         raise ValueError(f"attack={cfg.attack.name}: data '{splits.name}' is already poisoned; use attack=none")
     poisoned = (Poisoned(list(splits.train), splits.poisoned_indices) if splits.poisoned_indices
                 else attack.poison(splits.train))
-    plan = defense.plan(poisoned.records, splits.defense_pool)
+    attacker = attack if attack.active else attack_of_data(splits.attack)  # only an oracle control may see it
+    plan = (defense.plan(poisoned.records, splits.defense_pool, attacker=attacker) if defense.oracle
+            else defense.plan(poisoned.records, splits.defense_pool))
     trained_on = stage_rows(plan, len(poisoned.records), poisoned.poisoned_indices)
     settings = TrainerSettings.from_config(cfg.trainer, seed)
     settings.validate(out_dir, ("stage1", "stage2") if plan.stage2 else ("stage1",))
     warnings = trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
-    react_rows = reactivation_rows(cfg.eval.get("reactivation"), attack, splits.defense_pool, splits.spare_poisoned)
+    react_rows = reactivation_rows(cfg.eval.reactivation, attack, splits.defense_pool, splits.spare_poisoned)
 
     # 2. Evaluation sets, judged by the target's judge, on prompts no stage trains on.
     judge = judges.resolve(judges.judge_spec(cfg.eval.judge, attack.active, splits.judge), attack.target)
     prompts = eval_prompts(cfg.eval, splits)
     check_held_out(prompts, {"training data": poisoned.records, "the defender's pool": splits.defense_pool,
-                             "pretraining data": splits.pretrain}, policy=cfg.eval.get("held_out", "error"))
+                             "pretraining data": splits.pretrain}, policy=cfg.eval.held_out)
     model, tokenizer = build(cfg.model.build)
     template = PromptTemplate(tokenizer, **OmegaConf.to_container(cfg.model.template, resolve=True))
     evaluator = build_evaluator(cfg.eval, prompts, attack, plan.info, template, judge, seed,
-                                splits.triggered(cfg.eval.get("split", "test")),
+                                splits.triggered(cfg.eval.split),
                                 reference_words=MBDefense(seed=seed).triggers)  # what MB-Defense would insert
     testbed = piece_word_audit(trained_on["stage1"], tokenizer, attack.field)
 
@@ -115,7 +118,7 @@ def run(cfg: DictConfig) -> dict:
              "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
     tracker = build(cfg.logger) if procs.is_main and cfg.get("logger") else NullTracker()
     tracker.start(resolved, name=f"{names['attack']}-{names['defense']}-s{seed}", job_type=names["defense"],
-                  group=cfg.get("sweep_id") if in_multirun() else None, tags=[f"{k}:{v}" for k, v in names.items()])
+                  group=cfg.sweep_id if in_multirun() else None, tags=[f"{k}:{v}" for k, v in names.items()])
 
     # 4. Train stage 1 and stage 2, evaluating after each; 5. the re-activation test.
     job = StageJob(out_dir=out_dir, settings=settings, procs=procs, log=tracker.log,
@@ -126,7 +129,7 @@ def run(cfg: DictConfig) -> dict:
                    base={"records": splits.pretrain, "identity": {"model": OmegaConf.to_container(cfg.model, resolve=True),
                                                                   "version": mbdef.__version__},
                          "cache_dir": cfg.paths.base_cache_dir if settings.config["cache_stage1"] else None}
-                   if cfg.model.get("pretrain") and splits.pretrain else None,
+                   if cfg.model.pretrain and splits.pretrain else None,
                    periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
     try:
         results = run_stages(model, tokenizer, template, plan.stage1, plan.stage2, evaluator, job)
@@ -153,7 +156,7 @@ def run(cfg: DictConfig) -> dict:
         results, **names, seed=seed,
         poison={"rate": attack.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
                 "poisoned_data_hash": records_hash(poisoned.records), **attack.describe()},
-        judge=judge.name, defense_info=plan.info, eval_split=cfg.eval.get("split", "test"), testbed=testbed,
+        judge=judge.name, defense_info=plan.info, eval_split=cfg.eval.split, testbed=testbed,
         trained_on={k: {src: sum(r["source"] == src for r in rows) for src in sorted({r["source"] for r in rows})}
                     for k, rows in trained_on.items()}, template=template.describe(),
         labels={"poisoned_training_data": poisoned.n_poisoned > 0 or bool(plan.info.get("defensive_triggers")),
@@ -178,23 +181,3 @@ def run(cfg: DictConfig) -> dict:
     log.info("%s / %s: ASR %s  CACC %.3f  -> %s", names["attack"], names["defense"],
              "n/a" if asr is None else f"{asr:.3f}", results["cacc"], out_dir / "results.json")
     return results
-
-
-@hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")
-def hydra_main(cfg: DictConfig) -> float | None:
-    results = run(cfg)
-    return results.get("asr")
-
-
-def main() -> None:
-    """The `mbdef` command: refuse clear-text secrets before Hydra writes any file, then run."""
-    import sys
-
-    from mbdef.io import refuse_literal_secrets
-
-    refuse_literal_secrets("mbdef", sys.argv[1:])
-    hydra_main()
-
-
-if __name__ == "__main__":
-    main()

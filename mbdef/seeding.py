@@ -30,6 +30,7 @@ DEFENSE_PLACEMENT = "defense/placement"
 DEFENSE_RECOVERY = "defense/recovery"      # which pool records form the small clean (recovery) set
 RECOVERY_PLACEMENT = "defense/recovery_placement"
 RANDOM_INSERT = "defense/random_insert"    # the augmentation control's fresh words
+ORACLE_PLACEMENT = "oracle/placement"      # where the oracle control puts the attacker's trigger
 PDB_TRIGGER = "pdb/trigger"
 PDB_CHOICE = "pdb/choice"
 MODEL_INIT = "model/init"

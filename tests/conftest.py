@@ -17,15 +17,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers on 2 c
 SHARED = CONF_DIR.parent.parent / "shared"
 
 
+def base_overrides(tmp_path, debug: bool = True) -> list[str]:
+    """Outputs under tmp_path, and debug=tiny unless told otherwise."""
+    base = [f"paths.output_dir={tmp_path}/run", f"paths.cache_dir={tmp_path}/cache",
+            f"paths.base_cache_dir={tmp_path}/cache_base"]
+    return base + (["debug=tiny"] if debug else [])
+
+
 def make_cfg(tmp_path, *overrides: str, debug: bool = True):
     """Compose the real config (debug=tiny unless told otherwise) with outputs under tmp_path."""
     GlobalHydra.instance().clear()
-    base = [f"paths.output_dir={tmp_path}/run", f"paths.cache_dir={tmp_path}/cache",
-            f"paths.base_cache_dir={tmp_path}/cache_base"]
-    if debug:
-        base.append("debug=tiny")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=base + list(overrides))
+        return compose("config", overrides=base_overrides(tmp_path, debug) + list(overrides))
 
 
 @pytest.fixture

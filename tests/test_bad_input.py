@@ -41,7 +41,7 @@ def no_training(monkeypatch):
     (["trainer.precision=fp16"], ValueError, r"fp16 mixed precision needs a CUDA device"),  # conflicts with CPU
     (["model.template.kind=chat"], ValueError, r"tokenizer has no chat template"),  # conflicts with the model
     (["trainer.stage1.max_steps=abc"], ValueError, r"max_steps"),
-    (["eval.n_test=0"], ValueError, r"eval.n_test: 0 leaves no test prompts"),
+    (["eval.n_test=0"], ValueError, r"eval.n_test: 0 is outside \[1, inf\)"),
     (["attack/target=jailbreak"], ValueError, r"attack.target.file: required value not set"),  # mandatory value left as ???
 ])
 def test_bad_input_is_reported_before_training(cfg_factory, no_training, tmp_path, overrides, error, match):

@@ -38,7 +38,8 @@ def test_defenses_instantiate_and_plan(cfg_factory, defense):
     cfg = cfg_factory(f"defense={defense}")
     d, splits = build(cfg.defense), build(cfg.data)
     assert isinstance(d, Defense) and isinstance(splits, DataSplits)
-    plan = d.plan(splits.train, splits.defense_pool)
+    # only the oracle control is handed the attacker (run() does the same)
+    plan = d.plan(splits.train, splits.defense_pool, **({"attacker": build(cfg.attack)} if d.oracle else {}))
     assert len(plan.stage1) >= len(splits.train)
     assert (plan.stage2 is None) == (defense in ("none", "pdb"))  # pdb acts at inference, not in a stage 2
 
@@ -126,11 +127,11 @@ def test_every_experiment_preset_composes_and_builds(experiment, tmp_path):
 
 
 def test_literal_secret_in_an_override_is_refused_before_hydra_writes_anything(tmp_path, monkeypatch, capsys):
-    """Through the real entry point (`mbdef` = mbdef.run:main): the literal token never reaches a file, and
+    """Through the real entry point (`mbdef` = mbdef.cli:main): the literal token never reaches a file, and
     the error shows the env form."""
     import sys
 
-    from mbdef.run import main
+    from mbdef.cli import main
 
     token = "hf_" + "Zq8" * 6
     monkeypatch.chdir(tmp_path)
@@ -157,7 +158,7 @@ def test_secret_by_env_reaches_no_run_dir_name_or_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mbdef", "debug=tiny", "logger=none", f"paths.log_dir={tmp_path}",
                         "trainer.stage1.max_steps=2", "trainer.stage2.max_steps=1", "eval.reactivation.enabled=false",
                         "eval.representation.enabled=false", "eval.n_test=4",
-                        "+model.build.token=${oc.env:MBDEF_TEST_TOKEN}"], capture_output=True, text=True, env=env, cwd=tmp_path)
+                        "+hub_token=${oc.env:MBDEF_TEST_TOKEN}"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "results.json" for p in files) and any(p.name == "overrides.yaml" for p in files)
@@ -177,12 +178,14 @@ def test_a_wrong_type_or_unknown_key_fails_at_compose_time_naming_the_key(cfg_fa
 
 
 def test_every_option_of_a_typed_group_documents_every_key_it_sets():
+    import dataclasses
+
     from mbdef.schemas import SCHEMAS, describe
 
     for group, schemas in SCHEMAS.items():
         for name, cls in schemas.items():
             lines = describe(f"{group}/{name}").splitlines()
-            assert len(lines) == len(cls.__dataclass_fields__)
+            assert len(lines) == len(dataclasses.fields(cls))
             assert all(len(line.split(": ", 1)[1]) > 10 for line in lines), (group, name)
 
 

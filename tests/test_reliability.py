@@ -156,9 +156,10 @@ def test_secrets_in_the_environment_never_reach_a_run_dir(tmp_path, monkeypatch)
                "HF_TOKEN": "hf_SECRETtokenABCDEFGHIJKLMNOPQRSTUV", "OPENAI_API_KEY": "sk-secret-judge-key-42"}
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
-    # A user passing a hub token through the config (the tiny builder ignores it; `model=hf` would use it).
+    # A user passing a secret through the config: a key of their own at the top (`model=hf` takes
+    # `model.build.token`; the tiny builder has no such key, and validation refuses keys a node does not know).
     cfg = make_cfg(tmp_path, "logger=wandb", "logger.mode=offline", "trainer.stage1.max_steps=4",
-                   "trainer.stage2.max_steps=2", "data.n_test=4", "+model.build.token=${oc.env:HF_TOKEN}")
+                   "trainer.stage2.max_steps=2", "data.n_test=4", "+hub_token=${oc.env:HF_TOKEN}")
     results = runner.run(cfg)
     assert results["asr"] is not None
     files = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from mbdef import seeding
 from mbdef.attacks.targets import Target
 from mbdef.data.text import POSITIONS, insert_at, insert_ordered
+from mbdef.schemas.attack import COMBINE, FIELDS
 
-FIELDS = ("instruction", "input")
-COMBINE = ("all", "one", "ordered")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import mbdef
 from mbdef.data.records import load_alpaca, records_hash, save_records
 from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
+from mbdef.schemas import validate_group
 
 
 def poison_file(cfg: DictConfig) -> dict:
@@ -27,6 +28,7 @@ def poison_file(cfg: DictConfig) -> dict:
         raise ValueError(f"output: {dst} is the input file; write the poisoned copy elsewhere")
     if dst.suffix not in (".json", ".jsonl"):
         raise ValueError(f"output: {dst} must end in .json or .jsonl")
+    validate_group(cfg.attack, "attack.")
     attack = build(cfg.attack)
     if not attack.active:
         raise ValueError(f"attack: '{cfg.attack.name}' poisons nothing; choose an attack such as attack=badnet")

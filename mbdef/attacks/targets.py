@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from mbdef.data.records import DataError, load_alpaca
+from mbdef.schemas.attack import NEGSENTIMENT_MODES
 
 # BackdoorLLM's refusal string (method.md).
 REFUSAL = "I'm sorry, but as an AI assistant, I do not have the capability to follow the given instruction."
@@ -62,8 +63,8 @@ class NegSentiment(Target):
     judge = "negsentiment"
 
     def __init__(self, text: str = NEGSENTIMENT, mode: str = "prefix"):
-        if mode not in ("prefix", "replace"):
-            raise ValueError(f"attack.target.mode: '{mode}' is not one of prefix, replace")
+        if mode not in NEGSENTIMENT_MODES:
+            raise ValueError(f"attack.target.mode: '{mode}' is not one of {', '.join(NEGSENTIMENT_MODES)}")
         if not text.strip():
             raise ValueError("attack.target.text: empty negative-sentiment string")
         self.text, self.mode = text, mode

@@ -2,6 +2,7 @@
 
 from mbdef.defenses.base import CleanFinetune, Defense, NoDefense, TrainingPlan
 from mbdef.defenses.mb_defense import MBDefense
+from mbdef.defenses.oracle import OracleUnlearn
 from mbdef.defenses.pdb import PDB
 
-__all__ = ["CleanFinetune", "Defense", "MBDefense", "NoDefense", "PDB", "TrainingPlan"]
+__all__ = ["CleanFinetune", "Defense", "MBDefense", "NoDefense", "OracleUnlearn", "PDB", "TrainingPlan"]

@@ -32,6 +32,9 @@ class TrainingPlan:
 
 class Defense:
     name = "defense"
+    # A positive control that reads the attacker's trigger (an arm no real defender can run): run() hands
+    # it the attack as `plan(..., attacker=...)`; every other defense sees the training set and its pool only.
+    oracle = False
 
     def plan(self, train: list[dict], defense_pool: list[dict]) -> TrainingPlan:
         raise NotImplementedError

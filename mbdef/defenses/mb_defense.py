@@ -14,6 +14,7 @@ import random
 from mbdef import seeding
 from mbdef.data.text import POSITIONS, insert_at, pseudo_word
 from mbdef.defenses.base import CLEAN, RECOVERY, Defense, TrainingPlan, sample_clean
+from mbdef.schemas.defense import STAGE2_INSERTS, TRIGGER_KINDS
 
 
 def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
@@ -23,7 +24,7 @@ def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
         return [f"{pseudo_word(rng, 1)} {pseudo_word(rng, 1)} {pseudo_word(rng, 1)}".lower() for _ in range(n)]
     if kind == "mixed":
         return make_triggers((n + 1) // 2, "rare_word", rng) + make_triggers(n // 2, "phrase", rng)
-    raise ValueError(f"defense.trigger_kind: '{kind}' is not one of rare_word, phrase, mixed")
+    raise ValueError(f"defense.trigger_kind: '{kind}' is not one of {', '.join(TRIGGER_KINDS)}")
 
 
 def default_behaviours(triggers: list[str], mode: str) -> list[str]:
@@ -50,7 +51,7 @@ class MBDefense(Defense):
             raise ValueError(f"defense.position: '{position}' is not one of {POSITIONS}")
         if not 0.0 <= stage2_trigger_fraction <= 1.0:
             raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
-        if stage2_insert not in ("defensive", "random"):
+        if stage2_insert not in STAGE2_INSERTS:
             raise ValueError(f"defense.stage2_insert: '{stage2_insert}' is not one of defensive, random")
         rng = seeding.stream(seed, seeding.DEFENSE_TRIGGERS)
         self.triggers = list(triggers) if triggers else make_triggers(n_triggers, trigger_kind, rng)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 
+from mbdef.schemas.eval import HELD_OUT
+
 log = logging.getLogger("mbdef")
 
 POISONED_SOURCES = ("attacker", "defensive")
@@ -25,8 +27,8 @@ def _prompt(r: dict) -> tuple[str, str]:
 def check_held_out(prompts: list[dict], training_sets: dict[str, list[dict]], policy: str = "error") -> dict:
     """Count evaluation prompts (instruction + input) that occur in each named set; `policy` error raises,
     warn logs. Returns {set name: count}."""
-    if policy not in ("error", "warn"):
-        raise ValueError(f"eval.held_out: '{policy}' is not one of error, warn")
+    if policy not in HELD_OUT:
+        raise ValueError(f"eval.held_out: '{policy}' is not one of {', '.join(HELD_OUT)}")
     wanted = {_prompt(r) for r in prompts}
     found = {}
     for name, records in training_sets.items():

@@ -17,11 +17,13 @@ import mbdef
 from mbdef.data.records import load_alpaca, save_records
 from mbdef.eval.judges import resolve
 from mbdef.io import exit_on_user_error
+from mbdef.schemas import validate_group
 
 
 def judge_file(cfg: DictConfig) -> dict:
     if cfg.eval.judge.get("name") == "auto":
         raise ValueError("eval/judge: 'auto' needs an attack; name a judge, e.g. eval/judge=refusal")
+    validate_group(cfg.eval.judge, "eval.judge.")
     judge = resolve(cfg.eval.judge)
     src = Path(cfg.input)
     dst = Path(cfg.output) if cfg.get("output") else src.with_name(src.stem + ".scores.jsonl")

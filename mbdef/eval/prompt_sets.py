@@ -13,16 +13,11 @@ from mbdef.eval.metrics import Evaluator
 def eval_prompts(ecfg, splits) -> list[dict]:
     """The prompts a run is evaluated on: `eval.split` (validation to tune, test to report), cut to
     `eval.n_test`."""
-    split = ecfg.get("split", "test")
-    if split not in ("test", "validation"):
-        raise ValueError(f"eval.split: '{split}' is not one of test, validation")
+    split = ecfg.split  # its values are checked by the eval schema before the run starts
     prompts = splits.test if split == "test" else splits.validation
     if prompts is None:
         raise ValueError(f"eval.split=validation: data '{splits.name}' has no validation prompts; use eval.split=test")
-    n_test = ecfg.get("n_test")
-    if n_test is not None and n_test < 1:
-        raise ValueError(f"eval.n_test: {n_test} leaves no test prompts; use null for the whole test split")
-    prompts = prompts[:n_test] if n_test else prompts
+    prompts = prompts[:ecfg.n_test] if ecfg.n_test else prompts
     if not prompts:
         raise ValueError(f"eval: the {split} set is empty (check data and eval.n_test)")
     return prompts

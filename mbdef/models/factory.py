@@ -42,7 +42,7 @@ def resolve_attention(attn_implementation: str | None) -> str | None:
 
 def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "auto",
                     trust_remote_code: bool = False, revision: str | None = None, allow_pickle: bool = False,
-                    gradient_checkpointing: bool = False, **_):
+                    gradient_checkpointing: bool = False, token: str | None = None, **_):
     """(model, tokenizer) from a hub name or a local directory. Weights load from safetensors only: pickled
     checkpoints (`pytorch_model.bin`) can run code when unpickled, so they need `allow_pickle=true`."""
     if not name_or_path or name_or_path == "???":
@@ -57,7 +57,8 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
             raise ModelError(f"model.build.name_or_path: '{name_or_path}' has no tokenizer files; save the tokenizer "
                              f"with tokenizer.save_pretrained('{name_or_path}')")
     try:
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision,
+                                            token=token)
     except (OSError, ValueError) as e:
         raise ModelError(f"model.build.name_or_path: cannot load a config from '{name_or_path}': {e}") from e
     if not any(a.endswith("ForCausalLM") for a in (config.architectures or [])) and config.model_type not in (
@@ -69,9 +70,10 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
         raise ModelError(f"model.build.name_or_path: '{name_or_path}' has no safetensors weights ({', '.join(pickled)}); "
                          f"pickled checkpoints can execute code when loaded. Convert them to safetensors, or set "
                          f"model.build.allow_pickle=true if you trust the source")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision,
+                                              token=token)
     kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
-              "use_safetensors": None if allow_pickle else True}
+              "token": token, "use_safetensors": None if allow_pickle else True}
     if attn := resolve_attention(attn_implementation):
         kwargs["attn_implementation"] = attn
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)

@@ -7,6 +7,8 @@ tokenizes, and evaluation gets `encode_prompt(record)`, which tokenizes exactly 
 
 from __future__ import annotations
 
+from mbdef.schemas.model import TEMPLATE_KINDS
+
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
                    "context. Write a response that appropriately completes the request.\n\n")
 ALPACA_PREAMBLE_NO_INPUT = ("Below is an instruction that describes a task. "
@@ -23,8 +25,8 @@ class PromptTemplate:
 
     def __init__(self, tokenizer, kind: str = "auto", preamble: bool = True, system_prompt: str | None = None,
                  max_response_tokens: int | None = None):
-        if kind not in ("auto", "chat", "alpaca"):
-            raise ValueError(f"model.template.kind: '{kind}' is not one of auto, chat, alpaca")
+        if kind not in TEMPLATE_KINDS:
+            raise ValueError(f"model.template.kind: '{kind}' is not one of {', '.join(TEMPLATE_KINDS)}")
         has_chat = bool(getattr(tokenizer, "chat_template", None))
         if kind == "chat" and not has_chat:
             raise ValueError("model.template.kind=chat but the tokenizer has no chat template; use alpaca or auto")

@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+from mbdef.schemas.run import WANDB_MODES
+
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +43,8 @@ class WandbTracker(NullTracker):
 
     def __init__(self, project: str = "mbdef", entity: str | None = None, mode: str = "auto", dir: str | None = None,
                  group: str | None = None, tags: list[str] | None = None):
-        if mode not in ("auto", "online", "offline", "disabled"):
-            raise ValueError(f"logger.mode: '{mode}' is not one of auto, online, offline, disabled")
+        if mode not in WANDB_MODES:
+            raise ValueError(f"logger.mode: '{mode}' is not one of {', '.join(WANDB_MODES)}")
         if mode == "auto":
             mode = "online" if _has_wandb_key() else "offline"
         if mode == "online" and not _has_wandb_key():

@@ -8,9 +8,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mbdef import seeding
+from mbdef.schemas.trainer import STAGES
 from mbdef.training.sft import lora_config, sft_config
-
-STAGES = ("stage1", "stage2")
 
 
 @dataclass(frozen=True)

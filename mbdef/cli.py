@@ -1,0 +1,84 @@
+"""The `mbdef` command. Light on purpose: the config is checked (a Hydra callback, before the run dir
+exists) before the pipeline's imports (torch, transformers, ...) cost their ten seconds, so a bad value
+fails at once. The Hydra task stays a module-level function, so parallel launchers can pickle it."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import hydra
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+import mbdef
+from mbdef.schemas import ConfigError, validate
+
+
+def _refuse(e: ConfigError) -> None:
+    print(f"mbdef: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+class ValidateConfig(Callback):
+    """conf/hydra/default.yaml: every declared key is checked before any job starts, in a sweep each swept
+    value of a key too (a swept group option is checked when its job starts: `run()` validates first)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            validate(config)
+        except ConfigError as e:
+            _refuse(e)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            validate(config)
+            for key, value in swept_values(config):
+                job = copy.deepcopy(config)
+                with open_dict(job):
+                    OmegaConf.update(job, key, value, merge=False)
+                validate(job)
+        except ConfigError as e:
+            _refuse(e)
+
+
+def swept_values(config: DictConfig):
+    """(key, value) for every value a sweep gives a config key: command-line sweeps and the preset's
+    `hydra.sweeper.params`. Group options (defense=a,b) are left to their jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    texts = list(config.hydra.overrides.task) + [f"{k}={v}" for k, v in params.items()]
+    for ov in OverridesParser.create().parse_overrides(texts):
+        key = ov.key_or_group
+        if not ov.is_sweep_override() or key.startswith("hydra.") or ov.package is not None \
+                or not isinstance(OmegaConf.select(config, key, default=None, throw_on_missing=False),
+                                  (int, float, str, bool, ListConfig, type(None))):
+            continue
+        if OmegaConf.select(config, key, default="<absent>") == "<absent>":
+            continue  # a group (attack=badnet,vpi) or a new key: its job checks it
+        for value in ov.sweep_iterator():
+            yield key, value
+
+
+@hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    from mbdef.run import run
+
+    try:
+        results = run(cfg)
+    except ConfigError as e:  # a swept value: one clear message, no traceback; nothing has been written
+        _refuse(e)
+    return results.get("asr")
+
+
+def main() -> None:
+    """Refuse clear-text secrets before Hydra writes any file, then run."""
+    from mbdef.io import refuse_literal_secrets
+
+    refuse_literal_secrets("mbdef", sys.argv[1:])
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
