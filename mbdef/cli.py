@@ -44,8 +44,10 @@ class ValidateConfig(Callback):
 
 def swept_values(config: DictConfig):
     """(key, value) for every value a sweep gives a config key: command-line sweeps and the preset's
-    `hydra.sweeper.params`. Group options (defense=a,b) are left to their jobs."""
+    `hydra.sweeper.params` (for a search's interval, its two ends). Group options (defense=a,b) are left to
+    their jobs."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
     params = config.hydra.sweeper.get("params") or {}
     texts = list(config.hydra.overrides.task) + [f"{k}={v}" for k, v in params.items()]
@@ -57,8 +59,11 @@ def swept_values(config: DictConfig):
             continue
         if OmegaConf.select(config, key, default="<absent>") == "<absent>":
             continue  # a group (attack=badnet,vpi) or a new key: its job checks it
-        for value in ov.sweep_iterator():
-            yield key, value
+        value = ov.value()
+        if isinstance(value, IntervalSweep):  # a search's continuous range: both ends must be allowed
+            yield from ((key, end) for end in (value.start, value.end))
+        else:
+            yield from ((key, v) for v in ov.sweep_iterator())
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")

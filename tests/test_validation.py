@@ -32,7 +32,7 @@ from tests.conftest import base_overrides, make_cfg
 # Every option of every group, as a user names it; each is composed once and walked for its schemas.
 GROUP_DIRS = {"data": "data", "model": "model", "attack": "attack", "attack/target": "attack/target",
               "defense": "defense", "eval/judge": "eval/judge", "logger": "logger", "trainer": "trainer",
-              "experiment": "experiment"}
+              "experiment": "experiment", "hparams_search": "hparams_search"}
 PROBES = [()] + [(f"{group}={p.stem}",) for group, folder in GROUP_DIRS.items()
                  for p in sorted((CONF_DIR / folder).glob("*.yaml"))]
 
@@ -223,4 +223,11 @@ def test_cli_refuses_a_bad_swept_value_before_the_first_job(tmp_path):
     done = _cli(tmp_path, "-m", "debug=tiny", "logger=none", "defense.n_triggers=1,0")
     assert done.returncode == 2, done.stderr[-2000:]
     assert "defense.n_triggers: 0 is outside [1, inf)" in done.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_refuses_a_search_interval_that_leaves_the_allowed_range(tmp_path):
+    done = _cli(tmp_path, "hparams_search=mb_defense", "debug=tiny", "defense.rate_per_trigger=interval(0.01, 1.5)")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "defense.rate_per_trigger: 1.5 is outside (0, 1]" in done.stderr
     assert not (tmp_path / "outputs").exists()
