@@ -26,6 +26,8 @@ NON_DEFINING_OVERRIDES = ("force", "progress", "logger", "sweep_id", "paths.log_
 # controls, MB-Defense last. Defenses not listed sort between the known ones and MB-Defense, by name.
 DEFENSE_ORDER = ("none", "oracle_unlearn", "finetune", "pdb", "recovery_only", "mb_plain_finetune",
                  "random_insert_finetune", "mb_defense")
+# Arms a real defender cannot run (they read the attacker's trigger): tables mark them.
+POSITIVE_CONTROLS = ("oracle_unlearn",)
 BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
 
 

@@ -32,6 +32,19 @@ def make_cfg(tmp_path, *overrides: str, debug: bool = True):
 
 
 @pytest.fixture
+def no_training(monkeypatch):
+    """Any call into training means a check came too late."""
+    import mbdef.training.pretrain as pretrain_mod
+    import mbdef.training.stages as stages
+
+    def forbidden(*a, **k):
+        raise AssertionError("training started before the bad input was reported")
+
+    monkeypatch.setattr(stages, "train_stage", forbidden)
+    monkeypatch.setattr(pretrain_mod, "train_stage", forbidden)
+
+
+@pytest.fixture
 def cfg_factory(tmp_path):
     return lambda *ov, **kw: make_cfg(tmp_path, *ov, **kw)
 

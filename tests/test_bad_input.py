@@ -6,20 +6,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 import mbdef.run as runner
-import mbdef.training.pretrain as pretrain_mod
-import mbdef.training.stages as stages
 from mbdef.data import DataError
 from mbdef.models import ModelError
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    """Any call into training means validation came too late."""
-    def forbidden(*a, **k):
-        raise AssertionError("training started before the bad input was reported")
-
-    monkeypatch.setattr(stages, "train_stage", forbidden)
-    monkeypatch.setattr(pretrain_mod, "train_stage", forbidden)
 
 
 @pytest.mark.parametrize("overrides,error,match", [

@@ -82,7 +82,7 @@ def test_experiment_quickstart_is_a_multirun_over_defenses(cfg_factory):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=quickstart"], return_hydra_config=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    assert set(cfg.hydra.sweeper.params.defense.split(",")) == {"none", "finetune", "mb_defense"}
+    assert set(cfg.hydra.sweeper.params.defense.split(",")) == {"none", "finetune", "mb_defense", "oracle_unlearn"}
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.trainer.threads == 1
 
 

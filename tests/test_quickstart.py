@@ -18,11 +18,11 @@ def test_quickstart_prints_summary_path_last(tmp_path):
     summary = Path(last)
     assert summary.name == "summary.json" and summary.is_file() and str(tmp_path) in last
     rows = json.loads(summary.read_text())
-    assert [r["defense"] for r in rows] == ["none", "finetune", "mb_defense"]
+    assert [r["defense"] for r in rows] == ["none", "oracle_unlearn", "finetune", "mb_defense"]
     jobs = {j["defense"]: j for j in (json.loads(p.read_text()) for p in summary.parent.glob("*/results.json"))}
     for r in rows:  # each summary row is its job's results.json, exactly
         assert r["attack"] == "badnet"
         assert all(r[k] == pytest.approx(jobs[r["defense"]][k]) for k in ("asr", "cacc", "false_trigger_rate"))
     job_dirs = sorted(p.parent for p in summary.parent.glob("*/results.json"))
-    assert len(job_dirs) == 3 and len({p.name for p in job_dirs}) == 3  # numbered dirs, no collision
+    assert len(job_dirs) == 4 and len({p.name for p in job_dirs}) == 4  # one dir per job, no collision
     assert "| badnet | mb_defense |" in proc.stdout

@@ -114,6 +114,18 @@ def test_report_files_and_plots(sweep, tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_positive_control_is_marked_as_no_defense(tmp_path):
+    for s in (0, 1):
+        fake_job(tmp_path / "sweep", f"none{s}", "badnet", "none", s, 1.0, 0.9)
+        fake_job(tmp_path / "sweep", f"oracle{s}", "badnet", "oracle_unlearn", s, 0.0, 0.9)
+    build_report([tmp_path / "sweep"], tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "oracle_unlearn: a positive control, not a defense" in md
+    assert md.index("| badnet | none |") < md.index("| badnet | oracle_unlearn |")  # the reading order of keys.py
+    build_report([tmp_path / "sweep" / "none0"], tmp_path / "out2")
+    assert "positive control" not in (tmp_path / "out2" / "report.md").read_text()
+
+
 def test_cli(sweep, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mbdef.report.cli", str(sweep), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, timeout=120)

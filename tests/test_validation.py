@@ -27,7 +27,7 @@ import mbdef.run as runner
 from mbdef import CONF_DIR
 from mbdef.schemas import SCHEMAS, Check, ConfigError, describe, validate
 from mbdef.schemas.validate import _hints, _strip_optional, schema_of
-from tests.conftest import base_overrides, make_cfg
+from tests.conftest import base_overrides
 
 # Every option of every group, as a user names it; each is composed once and walked for its schemas.
 GROUP_DIRS = {"data": "data", "model": "model", "attack": "attack", "attack/target": "attack/target",
@@ -93,18 +93,6 @@ def probes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sites(probes):
     return _field_sites(probes)
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    import mbdef.training.pretrain as pretrain_mod
-    import mbdef.training.stages as stages
-
-    def forbidden(*a, **k):
-        raise AssertionError("training started before the bad value was reported")
-
-    monkeypatch.setattr(stages, "train_stage", forbidden)
-    monkeypatch.setattr(pretrain_mod, "train_stage", forbidden)
 
 
 def test_every_checked_field_of_every_schema_is_reached_by_some_config_option(sites):

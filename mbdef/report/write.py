@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from mbdef.keys import POSITIVE_CONTROLS
 from mbdef.report.aggregate import METRICS
 
 SHOWN = ("asr", "triggered_cacc", "cacc", "false_trigger_rate")  # a low ASR with a low triggered CACC is no recovery
@@ -36,6 +37,9 @@ def markdown(rows: list[dict], knobs: list[str], unfinished: list[str] = ()) -> 
              "triggered prompts (a triggered prompt answered with garbage is not a recovered model); "
              "FTR = false-trigger rate on clean prompts."
              if any(r["n"] > 1 for r in rows) else "")
+    if controls := sorted({r["defense"] for r in rows} & set(POSITIVE_CONTROLS)):
+        text += (f"\n\n{', '.join(controls)}: a positive control, not a defense: it reads the attacker's trigger, "
+                 "which no real defender knows, and shows what removing the backdoor at this budget looks like.")
     if unfinished:
         text += f"\n\n**{len(unfinished)} job(s) did not finish** (no COMPLETE.json; re-run the sweep to resume them):\n"
         text += "\n".join(f"- {u}" for u in unfinished)
