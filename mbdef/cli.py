@@ -9,7 +9,7 @@ import sys
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mbdef
 from mbdef.schemas import ConfigError, validate
@@ -53,12 +53,10 @@ def swept_values(config: DictConfig):
     texts = list(config.hydra.overrides.task) + [f"{k}={v}" for k, v in params.items()]
     for ov in OverridesParser.create().parse_overrides(texts):
         key = ov.key_or_group
+        current = OmegaConf.select(config, key, default="<absent>", throw_on_missing=False)
         if not ov.is_sweep_override() or key.startswith("hydra.") or ov.package is not None \
-                or not isinstance(OmegaConf.select(config, key, default=None, throw_on_missing=False),
-                                  (int, float, str, bool, ListConfig, type(None))):
-            continue
-        if OmegaConf.select(config, key, default="<absent>") == "<absent>":
-            continue  # a group (attack=badnet,vpi) or a new key: its job checks it
+                or isinstance(current, DictConfig) or current == "<absent>":
+            continue  # not a sweep, Hydra's own, a group (attack=badnet,vpi) or a new key: its job checks it
         value = ov.value()
         if isinstance(value, IntervalSweep):  # a search's continuous range: both ends must be allowed
             yield from ((key, end) for end in (value.start, value.end))
