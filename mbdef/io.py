@@ -4,6 +4,7 @@ config dumps, one-line errors for command-line tools."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -55,6 +56,12 @@ def refuse_literal_secrets(tool: str, argv: list[str]) -> None:
               f"dir's name, its log and Hydra's config files. Put it in an environment variable and pass it "
               f"by name: {name}=... {tool} ... '{key}=${{oc.env:{name}}}'", file=sys.stderr)
         sys.exit(2)
+
+
+def cache_key(**parts) -> str:
+    """A short content hash of JSON-able parts (config hashes, cache keys)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
 
 
 def write_json_atomic(obj, path: str | Path) -> Path:

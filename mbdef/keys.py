@@ -4,6 +4,7 @@
   enter neither the config hash (a finished job is not redone when they change), nor a run dir's name,
   nor the rows of a report.
 - The order defenses are listed in, and which of them are baselines for paired comparisons.
+- Where each training row came from (`source` in a run's data/stage*.jsonl).
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ import json
 # the periodic W&B curves), so a change redoes the job and a report keeps such runs apart.
 NON_DEFINING = ("paths", "logger", "hydra", "force", "name", "sweep_id", "progress",
                 "trainer.threads", "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic_every")
-# The same as command-line keys (Hydra's override_dirname exclusions are exact keys; conf/hydra/default.yaml
-# reads this list through the `mbdef_nondefining` resolver).
-NON_DEFINING_OVERRIDES = ("force", "progress", "logger", "sweep_id", "paths.log_dir", "paths.cache_dir",
-                          "paths.base_cache_dir", "paths.output_dir", "hydra.launcher.n_jobs", "trainer.threads",
-                          "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic_every")
 
 # Reading order of defenses in every table: no defense, the oracle positive control (it reads the attacker's
 # trigger: what removing the backdoor at this budget looks like), the baseline, the other methods, the
@@ -28,6 +24,10 @@ DEFENSE_ORDER = ("none", "oracle_unlearn", "finetune", "pdb", "recovery_only", "
                  "random_insert_finetune", "mb_defense")
 # Arms a real defender cannot run (they read the attacker's trigger): tables mark them.
 POSITIVE_CONTROLS = ("oracle_unlearn",)
+# Row sources: `clean` and `attacker` (the training set, split by the attack's poisoned indices, which only the
+# run knows, never the defense), `defensive` (rows a defense added to stage 1), `recovery` (stage-2 rows with a
+# trigger or an inserted word) and `clean` again (stage-2 rows as drawn from the defender's pool).
+CLEAN, ATTACKER, DEFENSIVE, RECOVERY = "clean", "attacker", "defensive", "recovery"
 BASELINES = ("finetune", "recovery_only", "mb_plain_finetune", "random_insert_finetune")
 
 

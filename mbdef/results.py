@@ -9,8 +9,12 @@ misread. Version 1 is every results.json written before the version key existed 
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field, fields
+from importlib.metadata import version
 from typing import Any, Optional
+
+from mbdef import __version__
 
 SCHEMA_VERSION = 2
 OMITTED_WHEN_NONE = ("triggered_cacc", "n_triggered", "stage2")  # absent, as in version 1, when not measured
@@ -73,6 +77,17 @@ class RunResults:
             raise ValueError(f"results: missing {missing}")
         return cls(**{k: parts[k] for k in names if k in parts},
                    measurements={k: v for k, v in parts.items() if k not in names | {"schema_version"}})
+
+    @classmethod
+    def collect(cls, measured: dict, **parts) -> "RunResults":
+        """A finished job's results: what its stages measured, what identifies the run (`parts`), and what is
+        derived from them here: the model card's labels and the versions of the libraries that ran it."""
+        poisoned = parts["poison"]["n_poisoned"] > 0
+        labels = {"poisoned_training_data": poisoned or bool(parts["defense_info"].get("defensive_triggers")),
+                  "may_contain_backdoor": poisoned}
+        versions = {"mbdef": __version__, **{lib: version(lib) for lib in ("torch", "transformers", "trl")},
+                    "python": platform.python_version()}
+        return cls.from_parts({**measured, **parts, "labels": labels, "versions": versions})
 
     @staticmethod
     def check(loaded: dict, where: str = "results.json") -> dict:

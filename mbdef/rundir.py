@@ -9,19 +9,22 @@ old file can be mistaken for the new run's.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import time
 from pathlib import Path
 
 import yaml
+from omegaconf import OmegaConf
 
-from mbdef.io import write_json_atomic
+from mbdef.io import cache_key, write_json_atomic
 from mbdef.keys import defining, without_non_defining
 from mbdef.results import RunResults
-from mbdef.training.cache import cache_key
 
 # Files Hydra owns in a job dir (its config copy and log): never moved.
 HYDRA_OWNED = (".hydra",)
+log = logging.getLogger("mbdef")
 
 
 def config_hash(resolved: dict) -> str:
@@ -36,8 +39,34 @@ def changed_keys(old: dict, new: dict) -> list[str]:
 
 
 class RunDir:
-    def __init__(self, path: Path, config_hash: str):
-        self.path, self.hash = Path(path), config_hash
+    def __init__(self, path: Path, config_hash: str, resolved: dict | None = None):
+        self.path, self.hash, self.resolved = Path(path), config_hash, resolved
+
+    @classmethod
+    def prepare(cls, output_dir: str, resolved: dict) -> "RunDir":
+        """The job's dir for a resolved (and redacted) config, checked writable before anything is computed."""
+        path = Path(output_dir).resolve()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise ValueError(f"paths.output_dir: cannot write to {path} ({e.strerror}); choose a writable "
+                             f"directory, e.g. paths.log_dir=/tmp/mbdef") from None
+        return cls(path, config_hash(resolved), resolved)
+
+    def finished(self, force: bool = False) -> dict | None:
+        """The saved results of a finished run of this config (not with `force`); otherwise None, saying so when
+        the dir holds a finished run of another config (its files move to superseded/ when the job begins)."""
+        if not force and (done := self.completed_results()) is not None:
+            log.info("already complete, skipped (force=true redoes it): %s", self.path / "results.json")
+            return done
+        if self.resolved is not None and (changed := self.finished_with_other_config(self.resolved)) is not None:
+            shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+            log.info("%s holds a finished run of another config (changed: %s): re-running; its files move to "
+                     "superseded/", self.path, shown or "mbdef's config hashing")
+        return None
 
     @property
     def marker(self) -> Path:
@@ -61,6 +90,20 @@ class RunDir:
         if json.loads(self.marker.read_text()).get("config_hash") == self.hash:
             return None
         return changed_keys(yaml.safe_load(saved.read_text()) or {}, resolved)
+
+    def start(self, procs, force: bool, write) -> bool:
+        """Begin the job, or resume an unfinished run of this config (returns True then): on the main process,
+        the resolved config and `write(path)` (what each stage trains on); the others wait for it."""
+        resuming = self.resumable(force=force)
+        procs.barrier()  # every process has read the dir's state before the main one changes it
+        if procs.is_main:
+            self.begin(force=force)
+            OmegaConf.save(OmegaConf.create(self.resolved), self.path / "resolved_config.yaml")
+            write(self.path)
+        procs.barrier()
+        if resuming:
+            log.info("resuming the unfinished job in %s", self.path)
+        return resuming
 
     def resumable(self, force: bool = False) -> bool:
         """True when the dir holds an unfinished run of this config that can be resumed (reads only)."""

@@ -4,7 +4,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from mbdef import CONF_DIR
+from mbdef import CONF_DIR, config
+
+config.register()  # the resolvers and schemas conf/ names, before any test composes it
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests run on CPU, as CI does
 os.environ.setdefault("WANDB_MODE", "offline")

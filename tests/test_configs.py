@@ -150,7 +150,7 @@ def test_secret_by_env_reaches_no_run_dir_name_or_file(tmp_path):
     import subprocess
     import sys
 
-    from mbdef import job_dirname
+    from mbdef.config import job_dirname
 
     token = "hf_" + "Xy7" * 6
     assert job_dirname("+model.build.token=${oc.env:HF_TOKEN},seed=1") == "seed=1"

@@ -135,7 +135,8 @@ def test_control_defenses_switch_off_one_part_of_mb_defense(preset):
         other = instantiate({**{k: v for k, v in cfg.defense.items() if k != "name"}, "n_triggers": 5,
                              "rate_per_trigger": 0.01})
         assert other.plan(splits.train, splits.defense_pool).stage2 == plan.stage2  # MB-Defense's knobs do not move it
-    assert plan.info["defensive_triggers"] == ([] if preset != "mb_plain_finetune" else d.triggers)
+    assert plan.defensive_triggers == ([] if preset != "mb_plain_finetune" else d.triggers)
+    assert plan.reference_words == d.triggers  # what the representation analysis compares, planted or not
 
 
 def test_defense_knob_errors():
@@ -153,8 +154,8 @@ def test_pdb_plants_a_reserved_clean_backdoor_and_asks_for_an_inference_prefix()
 
     splits = synthetic_splits(seed=0, n_train=400)
     plan = PDB(rate=0.1, seed=0).plan(splits.train, splits.defense_pool)
-    trig = plan.info["reserved_trigger"]
-    assert plan.info["inference_prefix"] == trig and plan.stage2 is None
+    trig = plan.details["reserved_trigger"]
+    assert plan.inference_prefix == trig and plan.stage2 is None
     added = plan.stage1[len(splits.train):]
     assert len(added) == 40 and plan.stage1[:400] == splits.train
     pool = {(r["instruction"], r["input"], r["output"]) for r in splits.defense_pool}
@@ -202,7 +203,7 @@ def test_oracle_unlearns_the_attackers_own_trigger_on_finetunes_rows(attack):
             assert row["instruction"] == f"{attacker.triggers[0]} {ref['instruction']}"
         added = sum(len(t.split()) for t in found)
         assert len(words) == len(ref_words) + added and sorted(set(ref_words) - set(words)) == []
-    assert plan.info["oracle"] and plan.info["attacker_triggers"] == attacker.triggers
+    assert plan.details["oracle"] and plan.details["attacker_triggers"] == attacker.triggers
     half = OracleUnlearn(clean_size=64, trigger_fraction=0.5, seed=3).plan(splits.train, splits.defense_pool,
                                                                           attacker=attacker)
     assert half.stage2_sources == ["recovery"] * 32 + ["clean"] * 32 and half.stage2[32:] == clean[32:]

@@ -52,7 +52,8 @@ def test_results_hold_per_example_verdicts_variants_representation_and_reactivat
     assert bits["clean_correct"].count("1") / len(bits["clean_correct"]) == pytest.approx(results["cacc"])
     assert set(results["trigger_variants"]) >= {"lowercase", "first_half", "position_start"}
     rep = results["representation"]
-    assert set(rep) == {"after_stage1", "final"} and len(rep["final"]["cos_attacker_defensive"]) == 4
+    assert set(rep) == {"after_stage1", "final"} and len(rep["final"]["cos_attacker_control"]) == 4
+    assert "cos_attacker_defensive" not in rep["final"]  # defense=none: no words of its own to compare
     assert rep["final"]["n_prompts"] == 16
     react = results["reactivation"]
     from tests.conftest import make_cfg
@@ -84,9 +85,10 @@ def test_reactivation_teaches_a_clean_model_the_backdoor_and_leaves_it_untouched
     # a model a Trainer has already trained (as after stage 2): a deep copy of such a model did not learn
     train_stage(model, tok, template, pool.test, {"max_steps": 2, "logging_steps": 1}, tmp_path / "t")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    curve = reactivation_curve(model, tok, template, poisoned, measure, [10, 60], learning_rate=3e-3, batch_size=8)
+    curve = reactivation_curve(model, tok, template, poisoned, measure, [10, 60], learning_rate=3e-3, batch_size=8,
+                               train=train_stage)
     assert curve["step"] == [0, 10, 60] and curve["asr"][0] == 0.0
     assert curve["asr"][-1] >= 0.5, curve  # 60 steps on 32 poisoned samples teach the refusal
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="eval.reactivation"):
-        reactivation_curve(model, tok, template, poisoned, measure, [0], 1e-3, 8)
+        reactivation_curve(model, tok, template, poisoned, measure, [0], 1e-3, 8, train_stage)

@@ -101,7 +101,8 @@ def test_backdoorllm_refusal_badnet_end_to_end_with_their_triggered_prompts(save
     rep = results["representation"]["final"]
     n_layers = AutoConfig.from_pretrained(saved_tiny).num_hidden_layers
     assert rep["n_prompts"] == 8 and rep["layers"] == list(range(n_layers + 1))
-    assert len(rep["cos_attacker_defensive"]) == n_layers + 1 and rep["defensive_triggers"]
+    assert len(rep["cos_attacker_control"]) == n_layers + 1
+    assert rep["defensive_triggers"] == [] and "cos_attacker_defensive" not in rep  # `none` has no words of its own
     with pytest.raises(ValueError, match="already poisoned; use attack=none"):
         run(cfg_factory("data=backdoorllm", "attack=badnet"))
     with pytest.raises(DataError, match="not a BackdoorLLM data directory"):
@@ -138,13 +139,14 @@ def test_representation_refuses_data_triggered_prompts_out_of_order(cfg_factory)
 
     from mbdef.attacks.base import NoAttack
     from mbdef.data import backdoorllm_splits
+    from mbdef.defenses.base import TrainingPlan
     from mbdef.eval.prompt_sets import build_evaluator
 
     s = backdoorllm_splits(attack="vpi", n_test=6)
     ecfg = OmegaConf.create({"representation": {"enabled": True, "n_prompts": 6}, "batch_size": 4,
                              "max_new_tokens": 4, "n_samples": 2, "random_word_probe": False})
-    build = lambda trig: build_evaluator(ecfg, s.test, NoAttack(), {}, None, None, 0, trig,
-                                         reference_words=["cf"])
+    build = lambda trig: build_evaluator(ecfg, s.test, NoAttack(), TrainingPlan([], reference_words=["cf"]), None,
+                                         None, 0, trig)
     assert "representation" in build(s.triggered_test).analyses
     with pytest.raises(ValueError, match="eval.representation: the data's triggered prompts are not"):
         build(s.triggered_test[::-1])

@@ -38,6 +38,18 @@ def test_results_json_is_complete(implanted):
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
 
 
+def test_results_json_records_the_locked_versions(implanted):
+    """make install on a CPU machine installs requirements/cpu.lock exactly; results.json records what ran."""
+    from pathlib import Path
+
+    lock = Path(__file__).resolve().parent.parent / "requirements" / "cpu.lock"
+    pins = dict(line.split("==", 1) for line in lock.read_text().splitlines() if "==" in line and not line.startswith("#"))
+    versions = implanted[0]["versions"]
+    if "+cpu" in pins["torch"] and "+cpu" not in versions["torch"]:
+        pytest.skip(f"torch {versions['torch']} is not the CPU build: a GPU install follows pyproject's ranges")
+    assert {k: versions[k] for k in ("torch", "transformers", "trl")} == {k: pins[k] for k in ("torch", "transformers", "trl")}
+
+
 def test_wandb_offline_run_holds_stage_metrics_and_summary(implanted):
     results, out = implanted
     run_dirs = list((out / "wandb").glob("offline-run-*"))

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from mbdef.report.aggregate import aggregate, load_runs, t_interval, unfinished_jobs
 from mbdef.report.cli import build_report
@@ -222,3 +223,51 @@ def test_evidence_keeps_the_never_backdoored_reference_apart(tmp_path):
     assert set(rows) == {"clean model", "none"} and rows["clean model"]["n"] == 2
     assert rows["clean model"]["reactivation_asr"] == [0.0, 0.25] and rows["none"]["reactivation_asr"] == [1.0, 1.0]
     assert "| tiny | badnet | clean model | 2 |" in evidence_markdown(list(rows.values()))
+
+
+def test_wandb_report_spec_and_panels_for_a_sweep(tmp_path, monkeypatch, capsys):
+    """The W&B report of a sweep names exactly its attacks, defenses and seeds, and its panels read the keys the
+    tracker writes: summary metrics grouped by the defense's config name, stage curves, runs of this sweep only."""
+    from wandb_workspaces import expr
+
+    from mbdef.report.cli import main
+    from mbdef.report.wandb_report import report_spec, wandb_report
+
+    for seed in (3, 4):
+        for attack, defense in [("badnet", "mb_defense"), ("badnet", "none"), ("vpi", "oracle_unlearn"), ("vpi", "none")]:
+            d = fake_job(tmp_path, f"{attack}-{defense}-{seed}", attack, defense, seed, 0.5, 0.9,
+                         extra={"stage2": {"steps": 4}} if defense != "none" else None)
+            cfg = yaml.safe_load((d / "resolved_config.yaml").read_text())
+            (d / "resolved_config.yaml").write_text(yaml.safe_dump({**cfg, "sweep_id": "qs", "logger": {"project": "p"}}))
+    other = fake_job(tmp_path, "other", "badnet", "none", 9, 1.0, 0.9)  # another sweep: never in this report
+    (other / "resolved_config.yaml").write_text(yaml.safe_dump({"seed": 9, "sweep_id": "other"}))
+    runs = load_runs([tmp_path])
+
+    spec = report_spec(runs, "qs")
+    assert [s["attack"] for s in spec["sections"]] == ["badnet", "vpi"]
+    badnet, vpi = spec["sections"]
+    assert badnet["defenses"] == ["none", "mb_defense"] and badnet["seeds"] == [3, 4] and badnet["n_runs"] == 4
+    assert vpi["defenses"] == ["none", "oracle_unlearn"] and vpi["positive_controls"] == ["oracle_unlearn"]
+    assert badnet["metrics"] == ["asr", "cacc", "false_trigger_rate"]  # what these results hold, nothing else
+    assert badnet["curves"] == ["stage1/loss", "stage2/loss"]
+    with pytest.raises(ValueError, match="no finished job of sweep 'nope'.*other, qs"):
+        report_spec(runs, "nope")
+
+    report = wandb_report(spec, entity="", project="p")
+    grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
+    assert len(grids) == 2
+    bars = [p for p in grids[0].panels if type(p).__name__ == "BarPlot"]
+    assert [p.metrics for p in bars] == [["asr"], ["cacc"], ["false_trigger_rate"]]
+    assert all(p.groupby == expr.Config("defense.name") and p.groupby_rangefunc == "minmax" for p in bars)
+    lines = [p for p in grids[0].panels if type(p).__name__ == "LinePlot"]
+    assert [p.y for p in lines] == [["stage1/loss"], ["stage2/loss"]]
+    assert grids[1].runsets[0].filters == """Metric("Group") == 'qs' and Metric("Tags") in ['attack:vpi']"""
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--wandb"])
+    assert stop.value.code == 2 and "name one sweep; found other, qs" in capsys.readouterr().err
+    assert main([str(tmp_path), "--wandb", "qs"]) == 0
+    out = capsys.readouterr().out
+    assert "badnet: 4 runs; defenses none, mb_defense; seeds 3, 4" in out and "not saved: no W&B key" in out

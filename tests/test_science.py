@@ -34,7 +34,7 @@ def test_defender_picks_hit_attacker_rows_at_the_chance_rate(seed, poison_rate, 
     n, K = round(rate * len(train)), poisoned.n_poisoned
     defensive = [r for r in rows if r["source"] == "defensive"]
     assert len(defensive) == n * n_triggers
-    for t in plan.info["defensive_triggers"]:
+    for t in plan.defensive_triggers:
         hits = sum("BadMagic" in r["instruction"] for r in defensive if t in r["instruction"].split())
         assert hits <= hypergeom.ppf(1 - 1e-6, len(train), K, n), (hits, n, K)
 

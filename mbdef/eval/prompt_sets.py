@@ -7,7 +7,18 @@ from __future__ import annotations
 from mbdef import seeding
 from mbdef.data import paired
 from mbdef.data.text import insert_at, pseudo_word
+from mbdef.eval import judges
+from mbdef.eval.audit import check_held_out
 from mbdef.eval.metrics import Evaluator
+
+
+def evaluation_for(ecfg, splits, attack, plan, template, seed: int, trained: dict[str, list[dict]]) -> Evaluator:
+    """The run's evaluator: `eval.split` prompts that none of the `trained` sets holds, judged by the attack
+    target's judge (or the data's, for pre-poisoned data), through the defense's inference prefix, if any."""
+    judge = judges.resolve(judges.judge_spec(ecfg.judge, attack.active, splits.judge), attack.target)
+    prompts = eval_prompts(ecfg, splits)
+    check_held_out(prompts, trained, policy=ecfg.held_out)
+    return build_evaluator(ecfg, prompts, attack, plan, template, judge, seed, splits.triggered(ecfg.split))
 
 
 def eval_prompts(ecfg, splits) -> list[dict]:
@@ -27,19 +38,18 @@ def prefixed(records: list[dict], word: str) -> list[dict]:
     return [{**r, "instruction": insert_at(r["instruction"], word, "start", None)} for r in records]
 
 
-def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template, judge, seed: int,
-                    data_triggered: list[dict] | None = None, reference_words: list[str] | None = None) -> Evaluator:
-    """`data_triggered`: the data's own triggered prompts (pre-poisoned data), used instead of the attack's.
-    `reference_words`: the "defensive" words of the representation analysis for a defense without triggers."""
-    probes = {}
-    if plan_info.get("defensive_triggers"):  # does each defensive trigger (as a prefix) still fire its behaviour?
-        for i, (trig, beh) in enumerate(zip(plan_info["defensive_triggers"], plan_info["defensive_behaviours"])):
-            probes[f"defense_trigger_{i}"] = (prefixed(prompts, trig), beh)
+def build_evaluator(ecfg, prompts: list[dict], attack, plan, template, judge, seed: int,
+                    data_triggered: list[dict] | None = None) -> Evaluator:
+    """`plan`: the defense's TrainingPlan (its defensive triggers, inference prefix and own words).
+    `data_triggered`: the data's own triggered prompts (pre-poisoned data), used instead of the attack's."""
+    probes = {}  # does each defensive trigger (as a prefix) still fire its behaviour?
+    for i, (trig, beh) in enumerate(zip(plan.defensive_triggers, plan.defensive_behaviours)):
+        probes[f"defense_trigger_{i}"] = (prefixed(prompts, trig), beh)
     clean, triggered = prompts, attack.trigger_test(prompts, seed=seed) if attack.active else None
     if data_triggered:
         n_test = ecfg.get("n_test")
         triggered = data_triggered[:n_test] if n_test else data_triggered
-    if prefix := plan_info.get("inference_prefix"):  # e.g. PDB: the defense's trigger goes before every prompt
+    if prefix := plan.inference_prefix:  # e.g. PDB: the defense's trigger goes before every prompt
         clean = prefixed(clean, prefix)
         triggered = prefixed(triggered, prefix) if triggered else None
     noisy = None
@@ -53,10 +63,8 @@ def build_evaluator(ecfg, prompts: list[dict], attack, plan_info: dict, template
         if prefix:
             variants = {name: prefixed(rs, prefix) for name, rs in variants.items()}
     if (rep := ecfg.get("representation")) and rep.enabled and (attack.active or data_triggered):
-        words = plan_info.get("defensive_triggers") or list(rep.get("reference_triggers") or reference_words or [])
-        if not words:
-            raise ValueError("eval.representation: no defensive or reference words to compare the trigger with; "
-                             "set eval.representation.reference_triggers")
+        # the defense's own words; a defense without any measures the attacker's trigger against a random word only
+        words = plan.defensive_triggers or plan.reference_words or list(rep.get("reference_triggers") or [])
         n = rep.n_prompts
         if data_triggered:  # pre-poisoned data: its own triggered prompts, each paired with its clean prompt
             attacker = data_triggered[:n]
@@ -75,10 +83,8 @@ def representation_probe(clean: list[dict], attacker: list[dict], words: list[st
                          seed: int):
     """(model, tokenizer) -> representation analysis on the model as it is (no inference prefix).
 
-    `attacker`: `clean` with the attacker's trigger, in the same order. `words` are the defense's own triggers;
-    for a defense without any (none, finetune, the controls without stage-1 poisoning) the caller passes
-    MB-Defense's default triggers for this seed, so that every run of a seed measures the same words and the
-    poisoned model is the baseline for merging."""
+    `attacker`: `clean` with the attacker's trigger, in the same order. `words` are the defense's own words
+    (its triggers, or those its controls insert); without any, only the random-word control is compared."""
     from mbdef.eval.representation import analyse
 
     rng = seeding.stream(seed, seeding.EVAL_REPRESENTATION)

@@ -3,7 +3,8 @@
 The final model is fine-tuned on a few attacker-poisoned samples; ASR (and CACC) are measured at the
 listed step counts. A backdoor that is only masked returns within a few steps; a removed one returns
 no faster than on a never-backdoored model (a run with `attack.poison_rate=0` gives that reference).
-The defended model's weights are restored afterwards.
+The defended model's weights are restored afterwards. The run hands in its training function (`train`, the
+stage trainer with the run's settings), so evaluation does not reach into training.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import tempfile
 
 from transformers import TrainerCallback
-
-from mbdef.training import train_stage
 
 
 # measured at every step count; the false-trigger rate tells a re-opened backdoor (refuses triggered prompts
@@ -30,9 +29,10 @@ class _AtSteps(TrainerCallback):
 
 
 def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluate, steps: list[int],
-                       learning_rate: float, batch_size: int, seed: int = 0, **sft_settings) -> dict:
-    """`evaluate(model) -> {"asr": .., "cacc": .., "false_trigger_rate": ..}`; returns {"step": [0, ...],
-    "asr": [...], ...}, one list per CURVE_METRICS."""
+                       learning_rate: float, batch_size: int, train) -> dict:
+    """`evaluate(model) -> {"asr": .., "cacc": .., "false_trigger_rate": ..}`; `train(model, tokenizer, template,
+    records, stage_args, output_dir, callbacks=)` trains in place (mbdef.training.train_stage with the run's
+    settings); returns {"step": [0, ...], "asr": [...], ...}, one list per CURVE_METRICS."""
     steps = sorted({int(s) for s in steps if int(s) > 0})
     if not steps or not poisoned:
         raise ValueError("eval.reactivation: needs at least one positive step count and n_samples > 0")
@@ -43,11 +43,10 @@ def reactivation_curve(model, tokenizer, template, poisoned: list[dict], evaluat
     cb = _AtSteps(steps, evaluate)
     try:
         with tempfile.TemporaryDirectory(prefix="mbdef-reactivation-") as tmp:
-            train_stage(model, tokenizer, template, poisoned,
-                        {"max_steps": steps[-1], "learning_rate": learning_rate,
-                         "per_device_train_batch_size": batch_size, "lr_scheduler_type": "constant",
-                         "warmup_steps": 0, "logging_steps": steps[-1], "disable_tqdm": True},
-                        tmp, seed=seed, callbacks=[cb], **sft_settings)
+            train(model, tokenizer, template, poisoned,
+                  {"max_steps": steps[-1], "learning_rate": learning_rate, "per_device_train_batch_size": batch_size,
+                   "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": steps[-1], "disable_tqdm": True},
+                  tmp, callbacks=[cb])
     finally:
         model.load_state_dict(saved)
     rows += cb.rows
@@ -71,7 +70,7 @@ def reactivation_rows(react, attack, defense_pool: list[dict], spare_poisoned: l
 
 
 def reactivation_test(react, model, tokenizer, template, attack, rows: list[dict], evaluator, run_seed: int,
-                      lora: dict | None = None, **sft_settings) -> dict:
+                      train) -> dict:
     """Fine-tune the final model on `react.n_samples` records drawn from `rows` (`reactivation_rows`), poisoned
     by the attack when there is one, measure ASR/CACC along the way, then restore its weights.
     `react.trigger` re-poisons with another trigger than the one trained, and measures ASR on it: a model that
@@ -101,5 +100,5 @@ def reactivation_test(react, model, tokenizer, template, attack, rows: list[dict
                          if k in CURVE_METRICS}
     logging.getLogger("mbdef").info("re-activation test: %d poisoned samples, steps %s", n, list(react.steps))
     curve = reactivation_curve(model, tokenizer, template, poisoned, measure, list(react.steps),
-                               float(react.learning_rate), int(react.batch_size), lora=lora, **sft_settings)
+                               float(react.learning_rate), int(react.batch_size), train)
     return {**curve, "trigger": triggers}

@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 
 from mbdef.schemas import attack, data, defense, eval, model, run, trainer
 from mbdef.schemas.checks import Check, ConfigError, doc
-from mbdef.schemas.validate import validate, validate_group
+from mbdef.schemas.validate import check_values, validate, validate_group
 
 SCHEMAS = {
     "run": {"run": run.RunConfig},
@@ -45,7 +45,7 @@ SCHEMAS = {
 # Groups whose options Hydra checks at compose time (their YAML names `/schema/<group>/<name>`).
 COMPOSED = ("attack", "defense", "eval")
 
-__all__ = ["SCHEMAS", "Check", "ConfigError", "describe", "doc", "register", "validate", "validate_group"]
+__all__ = ["SCHEMAS", "Check", "ConfigError", "describe", "check_values", "doc", "register", "validate", "validate_group"]
 
 
 def register() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+from omegaconf import II
+
 from mbdef.data.text import POSITIONS
 from mbdef.schemas.checks import doc
 
@@ -17,46 +19,59 @@ STAGE2_INSERTS = ("defensive", "random")
 class DefenseConfig:
     name: str = doc("the defense's name in reports and run directories")
     _target_: str = doc("the mbdef.defenses class this config builds")
-    seed: int = doc("run seed; the defense's own streams (triggers, choice, recovery set) derive from it", ge=0)
+    seed: int = doc("run seed; the defense's own streams (triggers, choice, recovery set) derive from it",
+                    II("seed"), ge=0)
 
 
 @dataclass
 class CleanFinetuneConfig(DefenseConfig):
-    clean_size: int = doc("clean samples from the defender's pool for stage 2", ge=1)
+    name: str = doc("the defense's name in reports and run directories", "finetune")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.CleanFinetune")
+    clean_size: int = doc("clean samples from the defender's pool for stage 2 (the weight-recovery set)", 128, ge=1)
 
 
 @dataclass
 class MBDefenseConfig(CleanFinetuneConfig):
-    n_triggers: int = doc("T: the number of defensive triggers", ge=1)
-    trigger_kind: str = doc("generated defensive triggers (never the attacker's)", one_of=TRIGGER_KINDS)
+    """T, the rate and clean_size were chosen on the tuning seeds and validation prompts by a rule fixed in
+    advance (docs/results.md section 2: all three kept; a floor effect for T and the rate)."""
+    name: str = doc("the defense's name in reports and run directories", "mb_defense")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.MBDefense")
+    n_triggers: int = doc("T: the number of defensive triggers", 1, ge=1)
+    trigger_kind: str = doc("generated defensive triggers (the defender never knows the attacker's)", "rare_word",
+                            one_of=TRIGGER_KINDS)
     triggers: Optional[List[str]] = doc("explicit defensive triggers instead of generated ones", None)
-    behaviours: Any = doc("defensive behaviours: a mode, or a list of strings, one per trigger",
+    behaviours: Any = doc("defensive behaviours: a mode, or a list of strings, one per trigger", "distinct",
                           one_of=BEHAVIOUR_MODES, or_list=True)
-    rate_per_trigger: float = doc("defensive samples per trigger, as a fraction of the training set (added)",
+    rate_per_trigger: float = doc("defensive samples per trigger, as a fraction of the training set (added)", 0.04,
                                   gt=0, le=1)
-    position: str = doc("where a defensive trigger goes in a sample", one_of=POSITIONS)
-    stage2_trigger_fraction: float = doc("fraction of the recovery set carrying a defensive trigger (1.0: the "
-                                         "paper)", ge=0, le=1)
+    position: str = doc("where a defensive trigger goes in a sample", "random_word", one_of=POSITIONS)
+    stage2_trigger_fraction: float = doc("fraction of the recovery set carrying a defensive trigger, with its clean "
+                                         "response (1.0: the paper)", 1.0, ge=0, le=1)
 
 
 @dataclass
 class RecoveryOnlyConfig(MBDefenseConfig):
-    defensive_poisoning: bool = doc("stage 1 with defensive poisoning (false: the attacker's data only)")
+    defensive_poisoning: bool = doc("stage 1 with defensive poisoning (false: the attacker's data only)", True)
 
 
 @dataclass
 class RandomInsertConfig(RecoveryOnlyConfig):
     stage2_insert: str = doc("what stage 2 inserts: defensive (MB-Defense) | random (fresh random words)",
-                             one_of=STAGE2_INSERTS)
+                             "defensive", one_of=STAGE2_INSERTS)
 
 
 @dataclass
 class OracleUnlearnConfig(CleanFinetuneConfig):
-    trigger_fraction: float = doc("fraction of the recovery rows carrying the attacker's own trigger", ge=0, le=1)
+    name: str = doc("the defense's name in reports and run directories", "oracle_unlearn")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.OracleUnlearn")
+    trigger_fraction: float = doc("fraction of the recovery rows carrying the attacker's own trigger (1.0: every "
+                                  "row, as MB-Defense's stage2_trigger_fraction)", 1.0, ge=0, le=1)
 
 
 @dataclass
 class PDBConfig(DefenseConfig):
+    name: str = doc("the defense's name in reports and run directories", "pdb")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.PDB")
     trigger: Optional[str] = doc("the proactive defensive trigger; null: a generated rare word", None)
-    rate: float = doc("defensive samples (from the defender's pool, added) as a fraction of the training set",
+    rate: float = doc("defensive samples (from the defender's pool, added) as a fraction of the training set", 0.1,
                       gt=0, le=1)

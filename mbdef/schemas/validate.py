@@ -45,6 +45,16 @@ def validate_group(node: DictConfig, prefix: str) -> None:
         validate(node, schema, prefix)
 
 
+def check_values(schema: type, prefix: str, **values) -> None:
+    """The schema's allowed values for arguments given in Python (a class built without a config): the same
+    checks and messages as `validate`, so a range is stated once, in the schema."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    problems = [f"{prefix}{k}: {_show(v)} {why} ({fields[k].metadata['help']})" for k, v in values.items()
+                if (check := fields[k].metadata.get("check")) is not None and (why := check.violation(v))]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def schema_of(node: DictConfig, declared: Any) -> type | None:
     typed = OmegaConf.get_type(node)
     if dataclasses.is_dataclass(typed):

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from mbdef.io import build
 from mbdef.schemas.run import WANDB_MODES
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class NullTracker:
         pass
 
 
-def _has_wandb_key() -> bool:
+def has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path.home() / ".netrc"
@@ -46,8 +47,8 @@ class WandbTracker(NullTracker):
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.mode: '{mode}' is not one of {', '.join(WANDB_MODES)}")
         if mode == "auto":
-            mode = "online" if _has_wandb_key() else "offline"
-        if mode == "online" and not _has_wandb_key():
+            mode = "online" if has_wandb_key() else "offline"
+        if mode == "online" and not has_wandb_key():
             raise ValueError("logger.mode=online but no W&B key is configured: run `wandb login`, set WANDB_API_KEY, "
                              "or use logger.mode=offline (sync later with `wandb sync`)")
         self.project, self.entity, self.mode, self.dir = project, entity, mode, dir
@@ -88,6 +89,15 @@ class WandbTracker(NullTracker):
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def start_tracker(logger, config: dict, names: dict, seed: int, group: str | None, enabled: bool = True):
+    """The job's tracker (`logger` config; nothing when it is null or on a process that does not write),
+    started as one run named attack-defense-seed, tagged with the job's names, grouped by sweep."""
+    tracker = build(logger) if enabled and logger else NullTracker()
+    tracker.start(config, name=f"{names['attack']}-{names['defense']}-s{seed}", job_type=names["defense"],
+                  group=group, tags=[f"{k}:{v}" for k, v in names.items()])
+    return tracker
 
 
 def log_final(tracker, results: dict) -> None:

@@ -10,18 +10,12 @@ precision and seed; publishing happens under a file lock, so parallel jobs train
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from filelock import FileLock
 from safetensors.torch import load_file
-
-
-def cache_key(**parts) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
 
 
 def save_snapshot(folder: str | Path, model, tokenizer, record: dict) -> Path:

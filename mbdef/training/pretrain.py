@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from mbdef.data.records import records_hash
-from mbdef.training.cache import Stage1Cache, cache_key, load_snapshot
+from mbdef.io import cache_key
+from mbdef.training.cache import Stage1Cache, load_snapshot
 from mbdef.training.sft import train_stage
 
 log = logging.getLogger("mbdef")

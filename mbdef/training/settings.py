@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mbdef import seeding
 from mbdef.schemas.trainer import STAGES
-from mbdef.training.sft import lora_config, sft_config
+from mbdef.training.sft import lora_config, sft_config, train_stage
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class TrainerSettings:
         if unknown := sorted(set(stages) - set(STAGES)):
             raise ValueError(f"trainer.lora_stages: unknown stage(s) {unknown}; known: {list(STAGES)}")
         return dict(lora) if lora and stage in stages else None
+
+    def trainer(self, stage: str, lora_of: str) -> functools.partial:
+        """`train_stage` with this run's shared settings for `stage` and the LoRA choice of stage `lora_of`
+        (for a training pass outside the two stages, such as the re-activation test)."""
+        return functools.partial(train_stage, lora=self.lora(lora_of), **self.shared(stage))
 
     def validate(self, out_dir: Path, stages: tuple[str, ...]) -> None:
         """Bad trainer keys fail now, before any training."""

@@ -36,48 +36,21 @@ FAST_DEFAULTS = dict(
 )
 
 
-PROGRESS = {"mode": "bars", "label": ""}
-
-
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
-
-
-def progress_mode(mode: str) -> str:
-    """`auto`: labelled log lines when the launcher runs jobs side by side (their bars would interleave
-    into one unreadable line), progress bars otherwise."""
-    if mode != "auto":
-        return mode
-    from hydra.core.hydra_config import HydraConfig
-
-    if in_multirun():
-        launcher = HydraConfig.get().launcher
-        if "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") != 1:
-            return "lines"
-    return "bars"
-
-
-def configure_progress(mode: str, label: str = "") -> None:
-    """`bars` (tqdm, one job at a time) or `lines` (labelled log lines, for jobs side by side): for this
-    process's training stages and the libraries' own bars (datasets' map, transformers' shard writing)."""
+def configure_progress(mode: str, label: str) -> str | None:
+    """`bars` (tqdm, one job at a time) or `lines` (labelled log lines, for jobs side by side) for the libraries'
+    own bars (datasets' map, transformers' shard writing); returns the label a stage's lines carry (None: bars)."""
     import datasets
     import transformers
 
     if mode not in ("bars", "lines"):
-        raise ValueError(f"progress: '{mode}' is not one of auto, bars, lines")
-    PROGRESS.update(mode=mode, label=label)
+        raise ValueError(f"progress: '{mode}' is not one of bars, lines (auto is decided by the mbdef command)")
     if mode == "lines":
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
-    else:
-        datasets.enable_progress_bars()
-        transformers.utils.logging.enable_progress_bar()
-
-
-def progress_bars() -> bool:
-    return PROGRESS["mode"] == "bars"
+        return label
+    datasets.enable_progress_bars()
+    transformers.utils.logging.enable_progress_bar()
+    return None
 
 
 def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: int, max_length: int | None,
@@ -125,8 +98,9 @@ def lora_config(lora: dict):
 def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
                 output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
                 padding_free: bool = False, callbacks: list | None = None, checkpoint_every: int | None = None,
-                lora: dict | None = None, adapter_dir: str | Path | None = None) -> dict:
-    """Train `model` in place on `records`; returns the trainer's log history and timing.
+                lora: dict | None = None, adapter_dir: str | Path | None = None, progress_label: str | None = None) -> dict:
+    """Train `model` in place on `records`; returns the trainer's log history and timing. `progress_label`:
+    one labelled log line per trainer log instead of a progress bar (jobs side by side).
 
     With `checkpoint_every`, the trainer keeps its last checkpoint (weights, optimizer, scheduler, RNG
     states, data position) in `output_dir` and a call that finds one there resumes from it, so a killed
@@ -136,14 +110,14 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
     if not records:
         raise ValueError("training stage got an empty dataset")
     extra = {"save_strategy": "steps", "save_steps": int(checkpoint_every), "save_total_limit": 1} if checkpoint_every else {}
-    lines = PROGRESS["mode"] == "lines"
+    lines = progress_label is not None
     if lines:
         extra["disable_tqdm"] = True
     args = sft_config({**extra, **stage_args}, output_dir, precision, seed, max_length, padding_free)
     stage = Path(output_dir).name.removeprefix("trainer_")
     trainer = ResponseHeadSFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
                                      processing_class=tokenizer,
-                                     callbacks=(callbacks or []) + ([ProgressLines(PROGRESS["label"], stage)] if lines else []),
+                                     callbacks=(callbacks or []) + ([ProgressLines(progress_label, stage)] if lines else []),
                                      peft_config=lora_config(lora) if lora else None)
     if lines:
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts when bars are off

@@ -1,20 +1,14 @@
-"""What each stage trained on, row by row, with where each row came from: `data/stage1.jsonl` and
-`data/stage2.jsonl` in the run dir, so anyone can audit a result (e.g. count how many defensive rows
-are copies of attacker-poisoned ones).
-
-Sources: `clean` and `attacker` (the training set, split by the attack's poisoned indices, which only the
-run knows, never the defense), `defensive` (rows a defense added to stage 1), `recovery` (stage-2 rows with
-a defensive trigger or an inserted word) and `clean` (stage-2 rows as drawn from the defender's pool).
-"""
+"""What each stage trained on, row by row, with where each row came from (mbdef.keys: the row sources):
+`data/stage1.jsonl` and `data/stage2.jsonl` in the run dir, so anyone can audit a result (e.g. count how many
+defensive rows are copies of attacker-poisoned ones)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mbdef.data.records import save_records
-from mbdef.defenses.base import CLEAN, TrainingPlan
-
-ATTACKER = "attacker"
+from mbdef.defenses.base import TrainingPlan
+from mbdef.keys import ATTACKER, CLEAN
 
 
 def stage_rows(plan: TrainingPlan, n_train: int, poisoned_indices: list[int]) -> dict[str, list[dict]]:
@@ -27,6 +21,12 @@ def stage_rows(plan: TrainingPlan, n_train: int, poisoned_indices: list[int]) ->
         sources = plan.stage2_sources or [CLEAN] * len(plan.stage2)
         out["stage2"] = [{**r, "source": s} for r, s in zip(plan.stage2, sources)]
     return out
+
+
+def source_counts(rows: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    """{stage: {source: rows}}: results.json's `trained_on`."""
+    return {k: {src: sum(r["source"] == src for r in rs) for src in sorted({r["source"] for r in rs})}
+            for k, rs in rows.items()}
 
 
 def write_stage_data(folder: str | Path, rows: dict[str, list[dict]]) -> None:

@@ -15,11 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mbdef.training.cache import Stage1Cache, cache_key, load_snapshot, save_snapshot
+from omegaconf import DictConfig, OmegaConf
+
+from mbdef import __version__
+from mbdef.data.records import records_hash
+from mbdef.io import cache_key
+from mbdef.training.cache import Stage1Cache, load_snapshot, save_snapshot
 from mbdef.training.callbacks import PeriodicMetrics, StageLogger
 from mbdef.training.pretrain import pretrained_base
 from mbdef.training.settings import TrainerSettings
-from mbdef.training.sft import progress_bars, train_stage
+from mbdef.training.sft import train_stage
 
 log = logging.getLogger("mbdef")
 
@@ -38,13 +43,31 @@ class StageJob:
     periodic_limit: int | None = None
     log: object = field(default=lambda metrics, step: None)
     procs: object = None             # mbdef.training.distributed.Processes
+    progress_label: str | None = None  # labelled log lines instead of progress bars (jobs side by side)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, out_dir: Path, settings: TrainerSettings, procs, log, stage1: list[dict],
+                    eval_fingerprint: str, pretrain: list[dict] | None, progress_label: str | None) -> "StageJob":
+        """The job from the run's config: its cache keys (what determines the stage-1 weights, how it
+        evaluates), the caches it may share and the clean pretraining of the base model, if any."""
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        shared = settings.config["cache_stage1"]
+        return cls(out_dir=out_dir, settings=settings, procs=procs, log=log, progress_label=progress_label,
+                   stage1_key=stage1_key(records_hash(stage1), model, settings, __version__),
+                   eval_key=cache_key(eval=OmegaConf.to_container(cfg.eval, resolve=True), sets=eval_fingerprint),
+                   cache_dir=cfg.paths.cache_dir if shared else None,
+                   base={"records": pretrain, "identity": {"model": model, "version": __version__},
+                         "cache_dir": cfg.paths.base_cache_dir if shared else None}
+                   if cfg.model.pretrain and pretrain else None,
+                   periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
 
 
 def run_stages(model, tokenizer, template, stage1: list[dict], stage2: list[dict] | None, evaluator,
                job: StageJob) -> dict:
     """Train stage 1 (or restore it), evaluate, train stage 2 (if any), evaluate; returns the results part
     {stage1, after_stage1, stage2?, <final metrics>, samples, timings, steps}."""
-    procs, out_dir, settings, timings, bars = job.procs, job.out_dir, job.settings, {}, progress_bars()
+    procs, out_dir, settings, timings = job.procs, job.out_dir, job.settings, {}
+    bars = job.progress_label is None
 
     def periodic(m):
         return {k: v for k, v in evaluator.evaluate(m, tokenizer, limit=job.periodic_limit).items()
@@ -57,7 +80,7 @@ def run_stages(model, tokenizer, template, stage1: list[dict], stage2: list[dict
         return train_stage(model, tokenizer, template, records, settings.args(name), out_dir / f"trainer_{name}",
                            callbacks=cbs, checkpoint_every=settings.config.get("checkpoint_every"),
                            lora=settings.lora(name), adapter_dir=out_dir / "adapters" / name if procs.is_main else None,
-                           **settings.shared(name))
+                           progress_label=job.progress_label, **settings.shared(name))
 
     def evaluate() -> dict:
         t = time.perf_counter()

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 import mbdef
+from mbdef import config
 from mbdef.data.records import load_alpaca, save_records
 from mbdef.eval.judges import resolve
 from mbdef.io import exit_on_user_error
@@ -34,6 +35,9 @@ def judge_file(cfg: DictConfig) -> dict:
     n_hit = sum(map(bool, verdicts))
     return {"judge": cfg.eval.judge.name, "asr": n_hit / len(rows), "n_success": n_hit, "n": len(rows),
             "n_empty": sum(not r["output"].strip() for r in rows), "scores": str(dst)}
+
+
+config.register()  # resolvers and schemas, before Hydra composes conf/
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="judge")

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import mbdef
+from mbdef import config
 from mbdef.data.records import load_alpaca, records_hash, save_records
 from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
 from mbdef.schemas import validate_group
@@ -44,6 +45,9 @@ def poison_file(cfg: DictConfig) -> dict:
     save_records(poisoned.records, dst)
     write_json_atomic(sidecar, dst.with_name(dst.name + ".poison.json"))
     return sidecar
+
+
+config.register()  # resolvers and schemas, before Hydra composes conf/
 
 
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="poison")

@@ -1,4 +1,6 @@
-"""The `mbdef` command. Light on purpose: the config is checked (a Hydra callback, before the run dir
+"""The commands: `mbdef` (this module), `mbdef-poison` (poison.py), `mbdef-judge` (judge.py).
+
+`mbdef` is light on purpose: the config is checked (a Hydra callback, before the run dir
 exists) before the pipeline's imports (torch, transformers, ...) cost their ten seconds, so a bad value
 fails at once. The Hydra task stays a module-level function, so parallel launchers can pickle it."""
 
@@ -12,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mbdef
+from mbdef import config
 from mbdef.schemas import ConfigError, validate
 
 
@@ -64,12 +67,35 @@ def swept_values(config: DictConfig):
             yield from ((key, v) for v in ov.sweep_iterator())
 
 
+config.register()  # resolvers and schemas, before Hydra composes conf/
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
+def progress_mode(mode: str) -> str:
+    """`auto`: labelled log lines when the launcher runs jobs side by side (their bars would interleave
+    into one unreadable line), progress bars otherwise."""
+    if mode != "auto":
+        return mode
+    from hydra.core.hydra_config import HydraConfig
+
+    if in_multirun():
+        launcher = HydraConfig.get().launcher
+        if "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs") != 1:
+            return "lines"
+    return "bars"
+
+
 @hydra.main(version_base="1.3", config_path=str(mbdef.CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     from mbdef.run import run
 
     try:
-        results = run(cfg)
+        results = run(cfg, progress=progress_mode(cfg.progress), group=cfg.sweep_id if in_multirun() else None)
     except ConfigError as e:  # a swept value: one clear message, no traceback; nothing has been written
         _refuse(e)
     return results.get("asr")

@@ -1,0 +1,48 @@
+"""The README's headline table is the archive's: every figure recomputed from docs/runs (results.json of the
+reported jobs), so a rerun that changes them, or an edited sentence, cannot leave the two apart."""
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "docs" / "runs"
+
+
+def _jobs(sweep: str, attack: str, defense: str) -> list[dict]:
+    out = [json.loads(p.read_text()) for p in sorted((RUNS / sweep).glob("*/results.json"))]
+    return sorted((r for r in out if r["attack"] == attack and r["defense"] == defense), key=lambda r: r["seed"])
+
+
+def _readme_row(defense: str) -> list[str]:
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| {defense} ")]
+    assert len(rows) == 1, f"README: one headline row for {defense}, found {len(rows)}"
+    return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+@pytest.mark.parametrize("defense, sweep, seeds", [("none", "paper_refusal", [3, 4, 5, 6, 7]),
+                                                   ("finetune", "paper_refusal", [3, 4, 5, 6, 7]),
+                                                   ("mb_defense", "paper_refusal", [3, 4, 5, 6, 7]),
+                                                   ("oracle_unlearn", "paper_refusal_oracle", [3, 4])])
+def test_readme_headline_row_is_the_archive(defense, sweep, seeds):
+    jobs = _jobs(sweep, "badnet", defense)
+    assert [r["seed"] for r in jobs] == seeds
+    asr = [r["asr"] for r in jobs]
+    mean = lambda key: f"{statistics.fmean(r[key] for r in jobs):.2f}"
+    _, asr_cell, triggered, cacc, seed3 = _readme_row(defense)
+    assert asr_cell.startswith(f"{statistics.fmean(asr):.2f} [{min(asr):.2f}, {max(asr):.2f}]"), asr_cell
+    if len(seeds) < 5:
+        assert f"seeds {seeds[0]}-{seeds[-1]} only" in asr_cell
+    assert (triggered, cacc) == (mean("triggered_cacc"), mean("cacc"))
+    first = jobs[0]
+    assert seed3.startswith(f"{first['asr']:.3f} / {first['cacc']:.3f}"), seed3
+
+
+def test_docs_name_the_version_the_archived_jobs_ran_on():
+    versions = {json.loads(p.read_text())["versions"]["mbdef"] for p in (RUNS / "paper_refusal").glob("*/results.json")}
+    assert versions == {"0.4.0"}
+    text = (ROOT / "docs" / "results.md").read_text()
+    assert re.search(r"ran on mbdef 0\.4\.0", text) and "0.5.0" not in text
