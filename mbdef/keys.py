@@ -17,6 +17,9 @@ import json
 NON_DEFINING = ("paths", "logger", "hydra", "force", "name", "sweep_id", "progress",
                 "trainer.threads", "trainer.checkpoint_every", "trainer.cache_stage1", "eval.periodic_every")
 
+# The headline metrics of a run, in the order tables show them (results.json, reports, the W&B summary).
+METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
+
 # Reading order of defenses in every table: no defense, the oracle positive control (it reads the attacker's
 # trigger: what removing the backdoor at this budget looks like), the baseline, the other methods, the
 # controls, MB-Defense last. Defenses not listed sort between the known ones and MB-Defense, by name.

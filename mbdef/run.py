@@ -18,7 +18,7 @@ from mbdef.defenses.base import plan_stages
 from mbdef.eval.audit import piece_word_audit, trigger_collisions
 from mbdef.eval.prompt_sets import evaluation_for
 from mbdef.eval.reactivation import reactivation_rows, reactivation_test
-from mbdef.io import build, redact, write_json_atomic
+from mbdef.io import build, redact
 from mbdef.models import PromptTemplate
 from mbdef.report.card import write_model_card
 from mbdef.results import RunResults
@@ -29,10 +29,9 @@ from mbdef.training import configure_progress, set_threads
 from mbdef.training.distributed import Processes
 from mbdef.training.settings import TrainerSettings
 from mbdef.training.stage_data import source_counts, stage_rows, write_stage_data
-from mbdef.training.stages import StageJob, finish_stage_dirs, run_stages
+from mbdef.training.stages import StageJob, keep_final_model, run_stages
 
 log = logging.getLogger("mbdef")
-FINAL_KEYS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
 
 
 def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) -> dict:
@@ -40,12 +39,14 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
     `progress`: bars or lines (default: `cfg.progress`, auto meaning bars); `group`: the W&B group (a sweep)."""
     t0, seed = time.perf_counter(), cfg.seed
     validate(cfg)  # every declared key's type and range, before any file, data or model is touched
-    rundir = RunDir.prepare(cfg.paths.output_dir, redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))  # ??? is reported later
+    rundir = RunDir.prepare(cfg.paths.output_dir, resolved)
     if (done := rundir.finished(force=cfg.force)) is not None:
         return done
     seeding.seed_libraries(seed)
     set_threads(cfg.trainer.threads)
-    label = configure_progress(progress or ("bars" if cfg.progress == "auto" else cfg.progress), f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
+    label = configure_progress(progress or ("bars" if cfg.progress == "auto" else cfg.progress),
+                               f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
     procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
 
     # 1. Data -> attack (a poisoned copy) -> defense plan: everything cheap first, so bad input fails before training.
@@ -67,31 +68,25 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
     resumed = rundir.start(procs, cfg.force, lambda path: write_stage_data(path / "data", trained_on))
     names = {"attack": splits.attack or cfg.attack.name,  # pre-poisoned data names the attack that poisoned it
              "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
-    tracker = start_tracker(cfg.get("logger"), rundir.resolved, names, seed, group, enabled=procs.is_main)
+    tracker = start_tracker(cfg.get("logger"), resolved, names, seed, group, enabled=procs.is_main)
 
     # 4. Stage 1 and stage 2, each followed by the evaluation; 5. the re-activation test.
     job = StageJob.from_config(cfg, rundir.path, settings, procs, tracker.log, plan.stage1, evaluator.fingerprint(),
                                splits.pretrain, label)
     try:
-        measured = run_stages(model, tokenizer, template, plan.stage1, plan.stage2, evaluator, job)
-        log_final(tracker, measured)
-        procs.barrier()  # the re-activation test trains on every process again
-        if procs.is_main and cfg.save_model:
-            model.save_pretrained(rundir.path / "model", safe_serialization=True)
-            tokenizer.save_pretrained(rundir.path / "model")
-        if procs.is_main:
-            finish_stage_dirs(rundir.path)
+        measured = run_stages(model, tokenizer, template, plan, evaluator, job)
+        keep_final_model(model, tokenizer, rundir.path, procs, save=cfg.save_model)
         if react_rows is not None:
             measured["reactivation"] = reactivation_test(cfg.eval.reactivation, model, tokenizer, template, attack,
-                                                         react_rows, evaluator, seed, settings.trainer("reactivation", "stage2"))
-            tracker.summary({f"reactivation/asr_at_{s}": a for s, a in zip(measured["reactivation"]["step"],
-                                                                            measured["reactivation"]["asr"])})
+                                                         react_rows, evaluator, seed,
+                                                         settings.trainer("reactivation", "stage2"))
+        log_final(tracker, measured)
     except BaseException:
         log.exception("run failed; re-run the same command to resume from its last checkpoint (%s)", rundir.path)
         tracker.finish(exit_code=1)
         raise
 
-    # 6. results.json, then COMPLETE.json: only now does a re-run skip this job.
+    # 6. results.json and the model card.
     results = RunResults.collect(
         measured, **names, seed=seed, eval_split=cfg.eval.split, judge=evaluator.judge.name,
         poison=attack.summary(poisoned), defense_info=plan.describe(), trained_on=source_counts(trained_on),
@@ -105,10 +100,8 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
     if procs.is_main:
         if cfg.save_model:
             write_model_card(rundir.path / "model", results)
-        write_json_atomic(results, rundir.path / "results.json")
-        rundir.complete()
-        tracker.summary({k: results[k] for k in FINAL_KEYS if k in results})
+        rundir.complete(results)  # results.json, then COMPLETE.json: only now does a re-run skip this job
         tracker.finish(exit_code=0)
-        log.info("%s / %s: ASR %s  CACC %.3f  -> %s", names["attack"], names["defense"],
-                 "n/a" if results["asr"] is None else f"{results['asr']:.3f}", results["cacc"], rundir.path / "results.json")
+        log.info("%s / %s: ASR %s  CACC %.3f  -> %s", names["attack"], names["defense"], "n/a" if results["asr"] is None
+                 else f"{results['asr']:.3f}", results["cacc"], rundir.path / "results.json")
     return results

@@ -120,7 +120,9 @@ class RunDir:
         write_json_atomic({"config_hash": self.hash, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, state)
         return resume
 
-    def complete(self) -> None:
+    def complete(self, results: dict) -> None:
+        """results.json, then COMPLETE.json: only now does a re-run skip this job."""
+        write_json_atomic(results, self.path / "results.json")
         write_json_atomic({"config_hash": self.hash, "results": "results.json",
                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}, self.marker)
         (self.path / "RUNNING.json").unlink(missing_ok=True)

@@ -41,7 +41,9 @@ def test_defenses_instantiate_and_plan(cfg_factory, defense):
     # only the oracle control is handed the attacker (run() does the same)
     plan = d.plan(splits.train, splits.defense_pool, **({"attacker": build(cfg.attack)} if d.oracle else {}))
     assert len(plan.stage1) >= len(splits.train)
-    assert (plan.stage2 is None) == (defense in ("none", "pdb"))  # pdb acts at inference, not in a stage 2
+    # pdb acts at inference, pruning and quantization on the stage-1 weights: no stage 2 unless asked
+    assert (plan.stage2 is None) == (defense in ("none", "pdb", "prune_magnitude", "prune_wanda", "quant4", "quant8"))
+    assert (plan.weight_transform is not None) == defense.startswith(("prune", "quant"))
 
 
 def test_data_logger_judge_instantiate(cfg_factory):

@@ -101,12 +101,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return results.get("asr")
 
 
-def main() -> None:
-    """Refuse clear-text secrets before Hydra writes any file, then run."""
+def launch(tool: str, app) -> None:
+    """Refuse clear-text secrets on the command line before Hydra writes the overrides anywhere, then run
+    the Hydra app (every command's entry point)."""
     from mbdef.io import refuse_literal_secrets
 
-    refuse_literal_secrets("mbdef", sys.argv[1:])
-    hydra_main()
+    refuse_literal_secrets(tool, sys.argv[1:])
+    app()
+
+
+def main() -> None:
+    launch("mbdef", hydra_main)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 import mbdef
 from mbdef import config
+from mbdef.cli import launch
 from mbdef.data.records import load_alpaca, save_records
 from mbdef.eval.judges import resolve
 from mbdef.io import exit_on_user_error
@@ -49,12 +50,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    import sys
-
-    from mbdef.io import refuse_literal_secrets
-
-    refuse_literal_secrets("mbdef-judge", sys.argv[1:])  # before Hydra writes the overrides anywhere
-    hydra_main()
+    launch("mbdef-judge", hydra_main)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mbdef
 from mbdef import config
+from mbdef.cli import launch
 from mbdef.data.records import load_alpaca, records_hash, save_records
 from mbdef.io import build, exit_on_user_error, redact, write_json_atomic
 from mbdef.schemas import validate_group
@@ -60,12 +61,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    import sys
-
-    from mbdef.io import refuse_literal_secrets
-
-    refuse_literal_secrets("mbdef-poison", sys.argv[1:])  # before Hydra writes the overrides anywhere
-    hydra_main()
+    launch("mbdef-poison", hydra_main)
 
 
 if __name__ == "__main__":

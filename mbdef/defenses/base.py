@@ -8,7 +8,9 @@ budget unless a run overrides it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mbdef import seeding
 from mbdef.keys import CLEAN, DEFENSIVE
@@ -33,6 +35,10 @@ class TrainingPlan:
     reference_words: list[str] = field(default_factory=list)  # the defense's own words, which the representation
     #                                          analysis compares with the attacker's trigger (none: no such words)
     details: dict = field(default_factory=dict)  # the defense's own counts, for results.json
+    # A change of the trained weights after stage 1 (and before stage 2, if any): (model, calibration token ids)
+    # -> what it did; `calibration`: records of the defender's pool it needs forward passes on.
+    weight_transform: Callable[[Any, list[list[int]]], dict] | None = None
+    calibration: list[dict] = field(default_factory=list)
 
     def describe(self) -> dict:
         """results.json's `defense_info`."""

@@ -15,10 +15,9 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from mbdef.keys import defense_rank, flatten, is_non_defining
+from mbdef.keys import METRICS, defense_rank, flatten, is_non_defining
 from mbdef.results import RunResults
 
-METRICS = ("asr", "cacc", "false_trigger_rate", "triggered_cacc", "rouge_l", "perplexity")
 def load_runs(dirs: list[str | Path]) -> list[dict]:
     """One entry per finished job: its results and its flattened resolved config."""
     runs = []

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from mbdef.keys import POSITIVE_CONTROLS
-from mbdef.report.aggregate import METRICS
+from mbdef.keys import METRICS
 
 SHOWN = ("asr", "triggered_cacc", "cacc", "false_trigger_rate")  # a low ASR with a low triggered CACC is no recovery
 

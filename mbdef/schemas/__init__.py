@@ -6,8 +6,10 @@
   attack.target, eval.judge) or by place (trainer, model).
 - `validate(cfg)` checks every declared field of a composed config against its type and allowed values
   before `run()` loads anything, and raises one `ConfigError` naming each bad key, its value and the range.
-- The schemas hold exactly the keys of their YAML files (fields marked `optional` may be absent), so the
-  resolved config, and with it every run directory's config hash, is the same as without them.
+- The composed groups' defaults live in their schemas, once (the YAML options hold only what makes them
+  that option: a name, a target, a trigger); the other groups' YAML holds the values, the schema the help and
+  ranges. Fields marked `optional` may be absent. The resolved config, and with it every run directory's
+  config hash, is the same as when the YAML held every default.
 
 `mbdef.schemas.describe("defense/mb_defense")` prints a schema's fields with help and allowed values.
 """
@@ -31,7 +33,8 @@ SCHEMAS = {
     "defense": {"base": defense.DefenseConfig, "clean_finetune": defense.CleanFinetuneConfig,
                 "mb_defense": defense.MBDefenseConfig, "recovery_only": defense.RecoveryOnlyConfig,
                 "random_insert": defense.RandomInsertConfig, "pdb": defense.PDBConfig,
-                "oracle_unlearn": defense.OracleUnlearnConfig},
+                "oracle_unlearn": defense.OracleUnlearnConfig, "prune": defense.PruneConfig,
+                "quantize": defense.QuantizeConfig},
     "eval": {"eval": eval.EvalConfig},
     "judge": {"base": eval.JudgeConfig, "classifier": eval.ClassifierJudgeConfig, "exact": eval.ExactJudgeConfig,
               "regex": eval.RegexJudgeConfig, "llm": eval.LLMJudgeConfig},

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+from omegaconf import II
+
 from mbdef.data.text import POSITIONS
 from mbdef.schemas.checks import doc
 
@@ -17,18 +19,19 @@ NEGSENTIMENT_MODES = ("prefix", "replace")
 class AttackConfig:
     name: str = doc("the attack's name in reports and run directories")
     _target_: str = doc("the mbdef.attacks class this config builds")
-    seed: int = doc("run seed; the attack's own streams (choice, placement, test) derive from it", ge=0)
+    seed: int = doc("run seed; the attack's own streams (choice, placement, test) derive from it", II("seed"),
+                    ge=0)
 
 
 @dataclass
 class PoisoningAttackConfig(AttackConfig):
     target: Any = doc("the backdoor's behaviour: the attack/target group (refusal, jailbreak, negsentiment, fixed)",
                       None)
-    position: str = doc("where a trigger goes", one_of=POSITIONS)
-    poison_rate: float = doc("fraction of the training set that is poisoned", ge=0, le=1)
+    position: str = doc("where a trigger goes", "random_word", one_of=POSITIONS)
+    poison_rate: float = doc("fraction of the training set that is poisoned", 0.1, ge=0, le=1)
     poison_count: Optional[int] = doc("an exact number of poisoned samples instead of the rate", None, ge=0)
-    replace: bool = doc("poisoned samples replace clean ones (false: added as extra samples)")
-    field: str = doc("the record field that carries the trigger", one_of=FIELDS)
+    replace: bool = doc("poisoned samples replace clean ones (false: added as extra samples)", True)
+    field: str = doc("the record field that carries the trigger", "instruction", one_of=FIELDS)
 
 
 @dataclass

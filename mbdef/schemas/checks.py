@@ -53,8 +53,9 @@ class Check:
 
     def outside(self) -> Any:
         """A value this check refuses (the tests give one to every checked field)."""
-        if self.one_of is not None:
-            return "not_a_choice"
+        if self.one_of is not None:  # numeric choices (bits) need a number that is not one of them
+            numeric = all(isinstance(v, int) and not isinstance(v, bool) for v in self.one_of)
+            return max(self.one_of) + 1 if numeric else "not_a_choice"
         if self.ge is not None:
             return self.ge - 1
         if self.gt is not None:

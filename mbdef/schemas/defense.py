@@ -13,6 +13,8 @@ from mbdef.schemas.checks import doc
 TRIGGER_KINDS = ("rare_word", "phrase", "mixed")
 BEHAVIOUR_MODES = ("distinct", "shared")
 STAGE2_INSERTS = ("defensive", "random")
+PRUNE_METHODS = ("magnitude", "wanda")
+QUANT_BITS = (4, 8)
 
 
 @dataclass
@@ -75,3 +77,25 @@ class PDBConfig(DefenseConfig):
     trigger: Optional[str] = doc("the proactive defensive trigger; null: a generated rare word", None)
     rate: float = doc("defensive samples (from the defender's pool, added) as a fraction of the training set", 0.1,
                       gt=0, le=1)
+
+
+@dataclass
+class PruneConfig(CleanFinetuneConfig):
+    """Pruning of the stage-1 model (mbdef/defenses/weights.py), as BackdoorLLM's DefenseBox runs it."""
+    name: str = doc("the defense's name in reports and run directories", "prune_magnitude")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Prune")
+    method: str = doc("magnitude: smallest |w| per layer | wanda: smallest |w| x input norm per output row",
+                      "magnitude", one_of=PRUNE_METHODS)
+    sparsity: float = doc("fraction of each decoder linear layer's weights set to zero", 0.5, ge=0, lt=1)
+    finetune: bool = doc("then the clean fine-tune of stage 2 (the trainer.stage2 budget on clean_size rows)", False)
+    calibration_size: int = doc("clean pool rows whose activations calibrate Wanda (magnitude uses none)", 128,
+                                ge=1)
+
+
+@dataclass
+class QuantizeConfig(DefenseConfig):
+    """Round-to-nearest weight quantization of the stage-1 model (mbdef/defenses/weights.py)."""
+    name: str = doc("the defense's name in reports and run directories", "quant8")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Quantize")
+    bits: int = doc("bits per weight: 2^bits levels per group", 8, one_of=QUANT_BITS)
+    group_size: int = doc("consecutive inputs of an output row sharing one scale and offset", 32, ge=1)

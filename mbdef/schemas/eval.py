@@ -14,42 +14,51 @@ EXACT_MATCH = ("equals", "contains", "startswith")
 
 @dataclass
 class TriggerVariantsConfig:
-    n_prompts: int = doc("prompts per altered-trigger set", ge=1)
+    n_prompts: int = doc("prompts per altered-trigger set", 128, ge=1)
 
 
 @dataclass
 class RepresentationConfig:
-    enabled: bool = doc("hidden-state evidence of merging after each stage")
-    n_prompts: int = doc("prompts per set", ge=2)
-    reference_triggers: Optional[List[str]] = doc("words measured as defensive when the defense has none", None)
+    enabled: bool = doc("hidden-state evidence of merging after each stage (mbdef/eval/representation.py)", True)
+    n_prompts: int = doc("prompts per set", 128, ge=2)
+    reference_triggers: Optional[List[str]] = doc("words measured as defensive when the defense has none of its own "
+                                                  "(null: the trigger is compared with a random word only)", None)
 
 
 @dataclass
 class ReactivationConfig:
-    enabled: bool = doc("re-poison briefly after training and measure ASR (weights restored after)")
-    n_samples: int = doc("attacker-poisoned samples re-trained on", ge=1)
-    steps: List[int] = doc("ASR is measured after each of these step counts", factory=list, ge=1)
-    learning_rate: float = doc("re-activation learning rate", gt=0)
-    batch_size: int = doc("re-activation batch size", ge=1)
-    n_prompts: int = doc("triggered prompts judged at each step count", ge=1)
-    trigger: Optional[str] = doc("re-poison with this trigger instead of the trained one (a control)", None)
+    enabled: bool = doc("suppressed or masked: re-poison briefly after training and measure ASR (weights "
+                        "restored after)", True)
+    n_samples: int = doc("attacker-poisoned samples re-trained on", 32, ge=1)
+    steps: List[int] = doc("ASR is measured after each of these step counts", factory=lambda: [5, 10, 20, 40], ge=1)
+    learning_rate: float = doc("re-activation learning rate; at 1e-3 a never-backdoored model does not learn the "
+                               "refusal from 32 samples in 40 steps, it degrades instead (docs/results.md "
+                               "section 4)", 1.0e-3, gt=0)
+    batch_size: int = doc("re-activation batch size", 8, ge=1)
+    n_prompts: int = doc("triggered prompts judged at each step count", 96, ge=1)
+    trigger: Optional[str] = doc("re-poison (and measure ASR) with this trigger instead of the trained one: the "
+                                 "control of a model that learned the same target under another trigger", None)
 
 
 @dataclass
 class EvalConfig:
     judge: Any = doc("the eval/judge group: auto | refusal | jailbreak | negsentiment | exact | regex | ...", None)
-    split: str = doc("test (report) | validation (tune defaults on these, never on test)", one_of=SPLITS)
-    held_out: str = doc("an evaluation prompt found in training data or the pool", one_of=HELD_OUT)
-    batch_size: int = doc("prompts per generation batch", ge=1)
-    max_new_tokens: int = doc("tokens generated per answer", ge=1)
+    split: str = doc("test (report) | validation (tune defaults on these, never on test)", "test", one_of=SPLITS)
+    held_out: str = doc("an evaluation prompt found in training data or the pool", "error", one_of=HELD_OUT)
+    batch_size: int = doc("prompts per generation batch", 128, ge=1)
+    max_new_tokens: int = doc("tokens generated per answer", 32, ge=1)
     n_test: Optional[int] = doc("cap on evaluation prompts (null: the whole split)", None, ge=1)
-    periodic_every: int = doc("ASR/CACC every N training steps (0: off)", ge=0)
-    periodic_limit: Optional[int] = doc("prompts per periodic evaluation", None, ge=1)
-    rouge_l: bool = doc("ROUGE-L F1 of clean answers against the references")
-    perplexity: bool = doc("perplexity of the clean reference answers after each stage")
-    random_word_probe: bool = doc("CACC with an unseen random word in each prompt")
-    n_samples: int = doc("sample generations kept per kind", ge=0)
-    trigger_variants: Optional[TriggerVariantsConfig] = doc("ASR under altered triggers (null: off)", None)
+    periodic_every: int = doc("ASR/CACC every N training steps (0: off)", 300, ge=0)
+    periodic_limit: Optional[int] = doc("prompts per periodic evaluation (each of clean, triggered, probes)", 48, ge=1)
+    rouge_l: bool = doc("ROUGE-L F1 of clean answers against the references (free-form data, where exact match is "
+                        "too strict)", True)
+    perplexity: bool = doc("perplexity of the clean reference answers (teacher-forced, response tokens) after each "
+                           "stage", True)
+    random_word_probe: bool = doc("cacc_random_word: CACC with an unseen random word in each prompt", True)
+    n_samples: int = doc("sample generations kept per kind in results and W&B", 8, ge=0)
+    trigger_variants: Optional[TriggerVariantsConfig] = doc("ASR under altered triggers: case, a space inside, first "
+                                                            "half, other positions, subsets (null: off)",
+                                                            factory=TriggerVariantsConfig)
     representation: RepresentationConfig = doc("representation analysis", factory=RepresentationConfig)
     reactivation: ReactivationConfig = doc("re-activation test", factory=ReactivationConfig)
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from mbdef.io import build
+from mbdef.keys import METRICS
 from mbdef.schemas.run import WANDB_MODES
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ def start_tracker(logger, config: dict, names: dict, seed: int, group: str | Non
 
 
 def log_final(tracker, results: dict) -> None:
-    """The final metrics on the last step, per-layer representation curves in the summary, sample table."""
+    """The final metrics on the last step and in the summary, per-layer representation curves and the
+    re-activation curve in the summary, sample table."""
     step, final = results["steps"], {k: v for k, v in results.items() if k not in ("stage1", "stage2", "after_stage1")}
     tracker.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float)) and k != "steps"}, step)
     tracker.log({f"final/trigger_variant/{k}": v for k, v in final.get("trigger_variants", {}).items()}, step)
@@ -110,3 +112,6 @@ def log_final(tracker, results: dict) -> None:
             if key in rep:
                 tracker.summary({f"representation/{stage}/{key}/layer_{i}": v for i, v in enumerate(rep[key])})
     tracker.table("final/samples", results.get("samples", []), step)
+    tracker.summary({k: results[k] for k in METRICS if results.get(k) is not None})
+    if react := results.get("reactivation"):
+        tracker.summary({f"reactivation/asr_at_{s}": a for s, a in zip(react["step"], react["asr"])})

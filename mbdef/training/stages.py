@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mbdef import __version__
 from mbdef.data.records import records_hash
+from mbdef.defenses.base import TrainingPlan
 from mbdef.io import cache_key
 from mbdef.training.cache import Stage1Cache, load_snapshot, save_snapshot
 from mbdef.training.callbacks import PeriodicMetrics, StageLogger
@@ -62,10 +63,11 @@ class StageJob:
                    periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
 
 
-def run_stages(model, tokenizer, template, stage1: list[dict], stage2: list[dict] | None, evaluator,
-               job: StageJob) -> dict:
-    """Train stage 1 (or restore it), evaluate, train stage 2 (if any), evaluate; returns the results part
-    {stage1, after_stage1, stage2?, <final metrics>, samples, timings, steps}."""
+def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: StageJob) -> dict:
+    """Train stage 1 (or restore it), evaluate, apply the plan's weight transform (if any), train stage 2 (if
+    any), evaluate; returns the results part {stage1, after_stage1, weight_transform?, stage2?, <final
+    metrics>, samples, timings, steps}."""
+    stage1, stage2 = plan.stage1, plan.stage2
     procs, out_dir, settings, timings = job.procs, job.out_dir, job.settings, {}
     bars = job.progress_label is None
 
@@ -148,6 +150,11 @@ def run_stages(model, tokenizer, template, stage1: list[dict], stage2: list[dict
     step = s1["steps"]
 
     final = dict(after1)
+    if plan.weight_transform is not None:  # on the stage-1 weights (the cache keeps them untransformed)
+        t = time.perf_counter()
+        results["weight_transform"] = plan.weight_transform(
+            model, [template.encode_example(r)[0] for r in plan.calibration])
+        timings["transform_s"] = round(time.perf_counter() - t, 2)
     if stage2:
         local2 = out_dir / "stage2_model"
         if (snap := load_snapshot(local2, model)) is not None:
@@ -158,6 +165,7 @@ def run_stages(model, tokenizer, template, stage1: list[dict], stage2: list[dict
         timings["stage2_s"] = 0.0 if "restored_from" in s2 else s2["seconds"]
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
+    if stage2 or plan.weight_transform is not None:
         final = evaluate()
         timings["eval_s"] += final.pop("eval_s")
     samples = final.pop("samples", [])
@@ -175,7 +183,13 @@ def stage1_key(records_hash: str, model_config: dict, settings: TrainerSettings,
                      lora=settings.lora("stage1"), **settings.shared("stage1"))
 
 
-def finish_stage_dirs(out_dir: Path) -> None:
-    """The stage snapshots are only needed to resume; the final model is in model/."""
+def keep_final_model(model, tokenizer, out_dir: Path, procs, save: bool) -> None:
+    """The final model in model/ (safetensors) when asked; the stage snapshots, only needed to resume, go."""
+    procs.barrier()  # what follows (the re-activation test) trains on every process again
+    if not procs.is_main:
+        return
+    if save:
+        model.save_pretrained(out_dir / "model", safe_serialization=True)
+        tokenizer.save_pretrained(out_dir / "model")
     for folder in (out_dir / "stage1_model", out_dir / "stage2_model"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""Pruning and quantization (the peer benchmark's weight-space defenses): each mechanism measured on the
+weights themselves, bad knobs refused before anything runs, and a run that shares the undefended stage 1."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mbdef.defenses.weights import block_linears, input_norms, magnitude_prune, quantize_rtn, wanda_prune
+from mbdef.models import PromptTemplate, build_tiny
+from mbdef.schemas import ConfigError, validate
+
+
+@pytest.fixture
+def tiny():
+    model, tok = build_tiny(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
+    return model, tok
+
+
+def untouched(model, before):
+    """Names of the parameters outside the decoder blocks' linears that changed (must be none)."""
+    inside = {f"{n}.weight" for n in block_linears(model)}
+    return [k for k, v in model.state_dict().items() if k not in inside and not torch.equal(v, before[k])]
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.5])
+def test_magnitude_pruning_reaches_the_sparsity_in_every_layer_and_cuts_the_smallest(tiny, sparsity):
+    model, _ = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = magnitude_prune(model, sparsity)
+    for name, layer in block_linears(model).items():
+        w, old = layer.weight, before[f"{name}.weight"]
+        assert stats["sparsity"][name] == pytest.approx(round(sparsity * w.numel()) / w.numel(), abs=1e-6)
+        zeroed = w == 0
+        assert old[zeroed].abs().max() <= old[~zeroed].abs().min()  # the smallest magnitudes went, no others
+        assert torch.equal(w[~zeroed], old[~zeroed])
+    assert untouched(model, before) == []  # embeddings, norms and the LM head stay
+
+
+def test_wanda_prunes_each_row_by_weight_times_input_norm(tiny):
+    model, tok = tiny
+    template = PromptTemplate(tok, preamble=False)
+    batches = [template.encode_example({"instruction": f"Copy the words: cat owl {i}", "input": "",
+                                        "output": f"cat owl {i}"})[0] for i in range(6)]
+    norms = input_norms(model, batches)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = wanda_prune(model, 0.5, batches)
+    assert stats["calibration_sequences"] == 6
+    for name, layer in block_linears(model).items():
+        old, w = before[f"{name}.weight"], layer.weight
+        score = old.abs() * norms[name][None, :]
+        zeroed = w == 0
+        assert (zeroed.sum(1) == w.shape[1] // 2).all()  # per output row, as the paper compares
+        for row in range(w.shape[0]):  # every pruned score is at most every kept one, row by row
+            assert score[row][zeroed[row]].max() <= score[row][~zeroed[row]].min()
+    # a feature with larger activations protects its weights: the norms are not all equal
+    assert max(float(n.std()) for n in norms.values()) > 0
+    assert untouched(model, before) == []
+    with pytest.raises(ValueError, match="no calibration samples"):
+        wanda_prune(model, 0.5, [])
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantized_weights_take_at_most_two_to_the_bits_values_per_group(tiny, bits):
+    model, _ = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    quantize_rtn(model, bits, group_size=32)
+    for name, layer in block_linears(model).items():
+        w, old = layer.weight, before[f"{name}.weight"]
+        groups, old_groups = w.reshape(w.shape[0], -1, 32), old.reshape(w.shape[0], -1, 32)
+        counts = [len(torch.unique(g)) for g in groups.reshape(-1, 32)]
+        assert max(counts) <= 2 ** bits
+        step = (old_groups.amax(-1) - old_groups.amin(-1)) / (2 ** bits - 1)  # round to nearest: half a step
+        assert ((groups - old_groups).abs() <= step[..., None] / 2 + 1e-6).all()
+        assert not torch.equal(w, old)
+    assert untouched(model, before) == []
+    with pytest.raises(ValueError, match="group_size: 48 does not divide"):
+        quantize_rtn(model, 4, group_size=48)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("defense.sparsity=1.5", r"defense.sparsity: 1.5 is outside \[0, 1\)"),
+    ("defense.method=random", "defense.method: 'random' is not one of magnitude | wanda"),
+    ("defense.calibration_size=0", r"defense.calibration_size: 0 is outside \[1, inf\)")])
+def test_bad_pruning_knobs_are_refused_before_anything_runs(cfg_factory, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg_factory("defense=prune_wanda", override))
+
+
+def test_unsupported_bits_are_refused(cfg_factory):
+    with pytest.raises(ConfigError, match=r"defense.bits: 3 is not one of 4 \| 8"):
+        validate(cfg_factory("defense=quant4", "defense.bits=3"))
+    from mbdef.defenses import Prune, Quantize
+
+    with pytest.raises(ConfigError, match="defense.bits"):
+        Quantize(bits=2)
+    with pytest.raises(ConfigError, match="defense.sparsity"):
+        Prune(sparsity=1.0)
+
+
+def test_post_hoc_defense_reuses_the_undefended_stage1_and_trains_nothing(cfg_factory, tmp_path):
+    from mbdef.run import run
+
+    shared = ["logger=none", "trainer.cache_stage1=true", "eval.reactivation.enabled=false", "eval.representation.enabled=false",
+              "eval.trigger_variants=null"]
+    none = run(cfg_factory("defense=none", *shared, f"paths.output_dir={tmp_path}/none"))
+    quant = run(cfg_factory("defense=quant4", *shared, f"paths.output_dir={tmp_path}/q"))
+    assert quant["stage1"].get("cached_from") and quant["timings"]["stage1_s"] == 0.0  # none's stage 1, reused
+    assert "stage2" not in quant and quant["steps"] == none["steps"]
+    assert quant["after_stage1"]["asr"] == none["asr"]  # the same model before the transform
+    assert quant["weight_transform"] == {"bits": 4, "group_size": 32}
+    weights = load_file(tmp_path / "q" / "model" / "model.safetensors")
+    w = weights["model.layers.0.mlp.down_proj.weight"]
+    assert max(len(torch.unique(g)) for g in w.reshape(-1, 32)) <= 16  # what was evaluated is what was saved
+    saved = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert saved["defense"] == "quant4" and saved["defense_info"] == {"bits": 4, "group_size": 32}
