@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 import mbdef
 from mbdef import config
 from mbdef.eval import judges
-from mbdef.eval.batching import pad_id
+from mbdef.models.batching import pad_id
 from mbdef.eval.fluency import reference_perplexity
 from mbdef.eval.generate import generate
 from mbdef.eval.prompt_sets import build_evaluator, eval_prompts

@@ -16,7 +16,7 @@ from mbdef import seeding
 from mbdef.attacks import poison_training_set
 from mbdef.defenses.base import plan_stages
 from mbdef.eval.audit import piece_word_audit, trigger_collisions
-from mbdef.eval.prompt_sets import evaluation_for
+from mbdef.eval.prompt_sets import behind_defense, evaluation_for
 from mbdef.eval.reactivation import reactivation_rows, reactivation_test
 from mbdef.io import build, redact
 from mbdef.models import PromptTemplate
@@ -27,6 +27,7 @@ from mbdef.schemas import validate
 from mbdef.tracking import log_final, start_tracker
 from mbdef.training import configure_progress, set_threads
 from mbdef.training.distributed import Processes
+from mbdef.training.reference import reference_model
 from mbdef.training.settings import TrainerSettings
 from mbdef.training.stage_data import source_counts, stage_rows, write_stage_data
 from mbdef.training.stages import StageJob, keep_final_model, run_stages
@@ -70,11 +71,14 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
              "defense": cfg.defense.name, "model": cfg.model.name, "data": splits.name}
     tracker = start_tracker(cfg.get("logger"), resolved, names, seed, group, enabled=procs.is_main)
 
-    # 4. Stage 1 and stage 2, each followed by the evaluation; 5. the re-activation test.
+    # 4. Stage 1 and stage 2, each followed by the evaluation (the final one behind an inference-time defense,
+    # bound to its reference model now, so that a bad reference fails before training); 5. the re-activation test.
     job = StageJob.from_config(cfg, rundir.path, settings, procs, tracker.log, plan.stage1, evaluator.fingerprint(),
                                splits.pretrain, label)
+    reference = reference_model(plan, job, lambda: build(cfg.model.build), cfg.model.build._target_, template, settings)
+    defended = behind_defense(evaluator, plan, reference, tokenizer)
     try:
-        measured = run_stages(model, tokenizer, template, plan, evaluator, job)
+        measured = run_stages(model, tokenizer, template, plan, evaluator, job, defended)
         keep_final_model(model, tokenizer, rundir.path, procs, save=cfg.save_model)
         if react_rows is not None:
             measured["reactivation"] = reactivation_test(cfg.eval.reactivation, model, tokenizer, template, attack,

@@ -33,6 +33,7 @@ RANDOM_INSERT = "defense/random_insert"    # the augmentation control's fresh wo
 ORACLE_PLACEMENT = "oracle/placement"      # where the oracle control puts the attacker's trigger
 PDB_TRIGGER = "pdb/trigger"
 PDB_CHOICE = "pdb/choice"
+DEFENSE_SAMPLING = "defense/sampling"         # the decoding-time defense's sampling
 MODEL_INIT = "model/init"
 TRAIN_PRETRAIN = "training/pretrain"
 TRAIN_STAGE1 = "training/stage1"

@@ -39,6 +39,16 @@ class TrainingPlan:
     # -> what it did; `calibration`: records of the defender's pool it needs forward passes on.
     weight_transform: Callable[[Any, list[list[int]]], dict] | None = None
     calibration: list[dict] = field(default_factory=list)
+    # Inference-time hooks, used in the final evaluation only (after_stage1 measures the model without them).
+    # Each is bound once, before training, to (the reference model as (model, tokenizer) or None, the suspect
+    # model's tokenizer), and what it returns has stats(): `input_filter` -> records -> records (the user's
+    # text, e.g. ONION); `decoder` -> a replacement for mbdef.eval.generate (e.g. CleanGen, sampling).
+    input_filter: Callable[[Any, Any], Callable[[list[dict]], list[dict]]] | None = None
+    decoder: Callable[[Any, Any], Callable[..., list[str]]] | None = None
+    reference: bool = False  # the hooks need a reference model: the run's clean model before stage 1, or
+    reference_path: str | None = None  # a local HF model directory instead
+    # Added to stage 2's training loss: (model, batch) -> (term, {name: value logged with the stage}).
+    training_loss: Callable[[Any, dict], tuple[Any, dict]] | None = None
 
     def describe(self) -> dict:
         """results.json's `defense_info`."""
@@ -48,6 +58,10 @@ class TrainingPlan:
         if self.inference_prefix:
             out["inference_prefix"] = self.inference_prefix
         return out
+
+    @property
+    def inference_time(self) -> bool:
+        return self.input_filter is not None or self.decoder is not None
 
 
 class Defense:

@@ -10,7 +10,7 @@ import math
 import torch
 from rouge_score import rouge_scorer
 
-from mbdef.eval.batching import eval_mode, pad_id
+from mbdef.models.batching import eval_mode, pad_id
 from mbdef.models.heads import logits_at
 from mbdef.models.template import PromptTemplate
 

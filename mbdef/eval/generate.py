@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from mbdef.eval.batching import eval_mode, left_pad, pad_id
+from mbdef.models.batching import eval_mode, left_pad, pad_id
 from mbdef.models.template import PromptTemplate
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 from mbdef.eval.fluency import reference_perplexity, rouge_l
@@ -35,6 +36,31 @@ class Evaluator:
         self.variants, self.analyses = variants or {}, analyses or {}
         # Free-form clean performance: ROUGE-L of every clean answer; reference perplexity in full evaluations.
         self.rouge, self.perplexity = rouge, perplexity
+        self.generate = generate  # greedy; an inference-time defense's decoder replaces it (`through`)
+        self.hooks: dict = {}     # the inference-time defense's filter and decoder, whose stats() are reported
+
+    def through(self, input_filter=None, decoder=None) -> "Evaluator":
+        """This evaluation behind an inference-time defense: every prompt set passed through `input_filter`
+        (records -> records), generation by `decoder` (generate()'s signature). Reference perplexity and the
+        analyses read the model itself and stay as they are."""
+        out = copy.copy(self)
+        if input_filter is not None:
+            f = input_filter
+            out.clean, out.triggered, out.noisy_clean = f(self.clean), f(self.triggered), f(self.noisy_clean)
+            out.probes = {k: (f(rs), text) for k, (rs, text) in self.probes.items()}
+            out.variants = {k: f(rs) for k, rs in self.variants.items()}
+            user = lambda r: (r.get("instruction"), r.get("input"))
+            share = lambda a, b: round(sum(user(x) != user(y) for x, y in zip(a, b)) / max(len(a), 1), 4)
+            report = {"clean_changed": share(self.clean, out.clean), "triggered_changed": share(self.triggered,
+                                                                                                 out.triggered)}
+            if self.triggered and len(self.triggered) == len(self.clean):  # triggered[i] is clean[i] + trigger
+                report["triggered_restored"] = round(sum(user(t) == user(c) for t, c in zip(out.triggered, self.clean))
+                                                     / len(self.clean), 4)  # exactly the trigger removed
+            out.hooks = {**out.hooks, "input_filter": _Report(f, report)}
+        if decoder is not None:
+            out.generate = decoder
+            out.hooks = {**out.hooks, "decoder": decoder}
+        return out
 
     def fingerprint(self) -> str:
         """Hash of every prompt set and the judge: equal fingerprints evaluate a model identically."""
@@ -52,7 +78,8 @@ class Evaluator:
         """`full`: also sample generations, trigger variants and analyses (the after-stage evaluations)."""
         clean = self.clean[:limit] if limit else self.clean
         triggered = self.triggered[:limit] if limit else self.triggered
-        gen = lambda rs: generate(model, tokenizer, self.template, rs, self.batch_size, self.max_new_tokens, progress)
+        gen = lambda rs: self.generate(model, tokenizer, self.template, rs, self.batch_size, self.max_new_tokens,
+                                       progress)
         clean_out = gen(clean)
         correct = [exact_match(o, r["output"]) for o, r in zip(clean_out, clean)]
         metrics = {
@@ -93,6 +120,8 @@ class Evaluator:
         if full and self.variants:
             metrics["trigger_variants"] = {name: sum(self.judge.batch(gen(rs), rs)) / len(rs)
                                            for name, rs in self.variants.items()}
+        if full and self.hooks:
+            metrics["inference_defense"] = {name: hook.stats() for name, hook in self.hooks.items()}
         if full:
             for name, fn in self.analyses.items():
                 metrics[name] = fn(model, tokenizer)
@@ -103,3 +132,13 @@ class Evaluator:
                 + [{"kind": "triggered", "prompt": r["instruction"], "input": r.get("input", ""), "output": o,
                     "reference": r["output"], "attack_success": h} for r, o, h in list(zip(triggered, trig_out, hits))[:self.n_samples]])
         return metrics
+
+
+class _Report:
+    """A hook's own stats() with what the evaluation measured of it."""
+
+    def __init__(self, hook, extra: dict):
+        self.hook, self.extra = hook, extra
+
+    def stats(self) -> dict:
+        return {**(self.hook.stats() if hasattr(self.hook, "stats") else {}), **self.extra}

@@ -21,6 +21,15 @@ def evaluation_for(ecfg, splits, attack, plan, template, seed: int, trained: dic
     return build_evaluator(ecfg, prompts, attack, plan, template, judge, seed, splits.triggered(ecfg.split))
 
 
+def behind_defense(evaluator: Evaluator, plan, reference, tokenizer) -> Evaluator | None:
+    """The final evaluation behind the plan's inference-time defense (its input filter and decoder bound to
+    the reference model); None when the defense has none."""
+    if not plan.inference_time:
+        return None
+    bind = lambda hook: hook(reference, tokenizer) if hook is not None else None
+    return evaluator.through(bind(plan.input_filter), bind(plan.decoder))
+
+
 def eval_prompts(ecfg, splits) -> list[dict]:
     """The prompts a run is evaluated on: `eval.split` (validation to tune, test to report), cut to
     `eval.n_test`."""

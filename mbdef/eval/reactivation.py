@@ -24,7 +24,7 @@ class _AtSteps(TrainerCallback):
         self.steps, self.measure, self.rows = set(steps), measure, []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step in self.steps:  # evaluation passes restore the training mode (eval.batching)
+        if state.global_step in self.steps:  # evaluation passes restore the training mode (models.batching)
             self.rows.append({"step": state.global_step, **self.measure(model)})
 
 

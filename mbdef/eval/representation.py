@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mbdef.eval.batching import eval_mode, left_pad, pad_id
+from mbdef.models.batching import eval_mode, left_pad, pad_id
 from mbdef.models.heads import hidden_states
 from mbdef.models.template import PromptTemplate
 

@@ -99,3 +99,50 @@ class QuantizeConfig(DefenseConfig):
     _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Quantize")
     bits: int = doc("bits per weight: 2^bits levels per group", 8, one_of=QUANT_BITS)
     group_size: int = doc("consecutive inputs of an output row sharing one scale and offset", 32, ge=1)
+
+
+@dataclass
+class CrowConfig(CleanFinetuneConfig):
+    """CROW: the clean fine-tune of stage 2 with a layer-consistency term (mbdef/defenses/crow.py)."""
+    name: str = doc("the defense's name in reports and run directories", "crow")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Crow")
+    alpha: float = doc("weight of the consistency term beside the language-model loss (paper: 5.5; 11 for refusal)",
+                       5.5, ge=0)
+    epsilon: float = doc("size of the signed-gradient step on the input embeddings (paper: 0.1)", 0.1, ge=0)
+
+
+@dataclass
+class ReferenceConfig(DefenseConfig):
+    reference: Optional[str] = doc("the reference LM: null = the run's clean model before stage 1 (the weights a "
+                                   "pretrained model arrives with; the embedded default's clean base), or a "
+                                   "local HF model directory", None)
+
+
+@dataclass
+class OnionConfig(ReferenceConfig):
+    """ONION: remove the words whose removal lowers the reference LM's perplexity most (mbdef/defenses/onion.py)."""
+    name: str = doc("the defense's name in reports and run directories", "onion")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Onion")
+    threshold: Optional[float] = doc("remove a word when its removal lowers the mean NLL per token by more than "
+                                     "this; null: calibrate on the defender's clean pool (clean_flag_rate)", None)
+    clean_flag_rate: float = doc("calibration: share of the defender's clean prompts allowed to lose a word", 0.05,
+                                 gt=0, lt=1)
+    calibration_size: int = doc("clean pool prompts the threshold is calibrated on", 128, ge=1)
+
+
+@dataclass
+class CleanGenConfig(ReferenceConfig):
+    """CleanGen: replace a generated token the suspect model likes far more than the reference does
+    (mbdef/defenses/decoding.py)."""
+    name: str = doc("the defense's name in reports and run directories", "cleangen")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.CleanGen")
+    alpha: float = doc("replace a token when p_suspect / p_reference exceeds this (paper: 20)", 20.0, ge=1)
+
+
+@dataclass
+class DecodingConfig(DefenseConfig):
+    """Temperature / top-p sampling in place of greedy decoding (mbdef/defenses/decoding.py)."""
+    name: str = doc("the defense's name in reports and run directories", "decoding")
+    _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Decoding")
+    temperature: float = doc("sampling temperature", 1.0, gt=0)
+    top_p: float = doc("nucleus: sample from the smallest set of tokens holding this probability", 0.9, gt=0, le=1)

@@ -24,13 +24,28 @@ from mbdef.models.heads import causal_lm, logits_at
 
 
 class ResponseHeadSFTTrainer(SFTTrainer):
+    """`extra_loss`: (model, batch) -> (term, {name: value}), added to the training loss and logged beside it."""
+
+    def __init__(self, *args, extra_loss=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_loss = extra_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = self.language_model_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.extra_loss is None or not model.training:
+            return out
+        term, logged = self.extra_loss(model, inputs)
+        for name, value in logged.items():
+            self._metrics["train"][name].append(value)
+        return (out[0] + term, out[1]) if return_outputs else out + term
+
     def _response_head_applies(self, model) -> bool:
         lm = causal_lm(model)
         return (lm is not None and not _use_triton(next(lm.parameters()).device) and self.accelerator.num_processes == 1
                 and not self.aux_loss_enabled and self.label_smoother is None and self.compute_loss_func is None
                 and self.args.loss_type == "nll")
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def language_model_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs or not self._response_head_applies(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if model.training else "eval"

@@ -98,9 +98,11 @@ def lora_config(lora: dict):
 def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict], stage_args: dict,
                 output_dir: str | Path, precision: str = "auto", seed: int = 0, max_length: int | None = 256,
                 padding_free: bool = False, callbacks: list | None = None, checkpoint_every: int | None = None,
-                lora: dict | None = None, adapter_dir: str | Path | None = None, progress_label: str | None = None) -> dict:
+                lora: dict | None = None, adapter_dir: str | Path | None = None, progress_label: str | None = None,
+                extra_loss=None) -> dict:
     """Train `model` in place on `records`; returns the trainer's log history and timing. `progress_label`:
-    one labelled log line per trainer log instead of a progress bar (jobs side by side).
+    one labelled log line per trainer log instead of a progress bar (jobs side by side). `extra_loss`:
+    (model, batch) -> (term, {name: value}), added to the loss of every training batch and logged (CROW).
 
     With `checkpoint_every`, the trainer keeps its last checkpoint (weights, optimizer, scheduler, RNG
     states, data position) in `output_dir` and a call that finds one there resumes from it, so a killed
@@ -118,7 +120,7 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
     trainer = ResponseHeadSFTTrainer(model=model, args=args, train_dataset=to_dataset(records, template),
                                      processing_class=tokenizer,
                                      callbacks=(callbacks or []) + ([ProgressLines(progress_label, stage)] if lines else []),
-                                     peft_config=lora_config(lora) if lora else None)
+                                     peft_config=lora_config(lora) if lora else None, extra_loss=extra_loss)
     if lines:
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts when bars are off
     resume = last_complete_checkpoint(output_dir) if checkpoint_every else None

@@ -63,10 +63,11 @@ class StageJob:
                    periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
 
 
-def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: StageJob) -> dict:
+def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: StageJob, defended=None) -> dict:
     """Train stage 1 (or restore it), evaluate, apply the plan's weight transform (if any), train stage 2 (if
-    any), evaluate; returns the results part {stage1, after_stage1, weight_transform?, stage2?, <final
-    metrics>, samples, timings, steps}."""
+    any, with the plan's extra training loss), evaluate (through `defended`, the evaluator behind an
+    inference-time defense, if any); returns the results part {stage1, after_stage1, weight_transform?,
+    stage2?, <final metrics>, samples, timings, steps}."""
     stage1, stage2 = plan.stage1, plan.stage2
     procs, out_dir, settings, timings = job.procs, job.out_dir, job.settings, {}
     bars = job.progress_label is None
@@ -82,11 +83,12 @@ def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: S
         return train_stage(model, tokenizer, template, records, settings.args(name), out_dir / f"trainer_{name}",
                            callbacks=cbs, checkpoint_every=settings.config.get("checkpoint_every"),
                            lora=settings.lora(name), adapter_dir=out_dir / "adapters" / name if procs.is_main else None,
-                           progress_label=job.progress_label, **settings.shared(name))
+                           progress_label=job.progress_label, extra_loss=plan.training_loss if name == "stage2" else None,
+                           **settings.shared(name))
 
-    def evaluate() -> dict:
+    def evaluate(through=evaluator) -> dict:
         t = time.perf_counter()
-        metrics = evaluator.evaluate(model, tokenizer, full=True, progress=bars)
+        metrics = through.evaluate(model, tokenizer, full=True, progress=bars)
         metrics["eval_s"] = round(time.perf_counter() - t, 2)
         return metrics
 
@@ -165,8 +167,8 @@ def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: S
         timings["stage2_s"] = 0.0 if "restored_from" in s2 else s2["seconds"]
         results["stage2"] = {k: v for k, v in s2.items() if k != "log_history"}
         step += s2["steps"]
-    if stage2 or plan.weight_transform is not None:
-        final = evaluate()
+    if stage2 or plan.weight_transform is not None or defended is not None:
+        final = evaluate(defended or evaluator)
         timings["eval_s"] += final.pop("eval_s")
     samples = final.pop("samples", [])
     representation = {k: m.pop("representation") for k, m in (("after_stage1", after1), ("final", final))
