@@ -41,8 +41,10 @@ def test_defenses_instantiate_and_plan(cfg_factory, defense):
     # only the oracle control is handed the attacker (run() does the same)
     plan = d.plan(splits.train, splits.defense_pool, **({"attacker": build(cfg.attack)} if d.oracle else {}))
     assert len(plan.stage1) >= len(splits.train)
-    # pdb acts at inference, pruning and quantization on the stage-1 weights: no stage 2 unless asked
-    assert (plan.stage2 is None) == (defense in ("none", "pdb", "prune_magnitude", "prune_wanda", "quant4", "quant8"))
+    # pdb, onion, cleangen and decoding act at inference, pruning and quantization on the stage-1 weights:
+    # no stage 2 unless asked
+    assert (plan.stage2 is None) == (defense in ("none", "pdb", "onion", "cleangen", "decoding",
+                                                 "prune_magnitude", "prune_wanda", "quant4", "quant8"))
     assert (plan.weight_transform is not None) == defense.startswith(("prune", "quant"))
 
 

@@ -58,9 +58,9 @@ class CleanGenDecoder:
         for _ in range(max_new_tokens):
             logits = []
             for j, m in enumerate((model, ref_model)):
-                out = m(input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=caches[j],
+                out = m(input_ids=step_ids, attention_mask=mask, position_ids=positions, cache=caches[j],
                         use_cache=True)
-                caches[j] = out.past_key_values
+                caches[j] = out.cache
                 logits.append(out.logits[:, -1].float())
             p_suspect, p_ref = logits[0].softmax(-1), logits[1].softmax(-1)
             token = p_suspect.argmax(-1)

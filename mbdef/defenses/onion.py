@@ -97,7 +97,7 @@ def calibrated_threshold(score, pool: list[dict], clean_flag_rate: float) -> flo
     highest = [max(f) for f in suspicion(texts, score) if f]
     if not highest:
         raise ValueError("defense (onion): the calibration pool has no text of two or more words")
-    return float(torch.quantile(torch.tensor(highest), 1.0 - clean_flag_rate))
+    return float(torch.quantile(torch.tensor(highest, dtype=torch.float64), 1.0 - clean_flag_rate))  # float32 would round the top score down and flag it
 
 
 def onion(pool: list[dict], threshold: float | None, clean_flag_rate: float, batch_size: int = 64):

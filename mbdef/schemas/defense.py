@@ -124,7 +124,9 @@ class OnionConfig(ReferenceConfig):
     name: str = doc("the defense's name in reports and run directories", "onion")
     _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Onion")
     threshold: Optional[float] = doc("remove a word when its removal lowers the mean NLL per token by more than "
-                                     "this; null: calibrate on the defender's clean pool (clean_flag_rate)", None)
+                                     "this; null: calibrate on the defender's clean pool (clean_flag_rate). A drop in mean NLL per "
+                                     "token lies within ±log(vocabulary size), so ±20 covers any tokenizer", None,
+                                     ge=-20, le=20)
     clean_flag_rate: float = doc("calibration: share of the defender's clean prompts allowed to lose a word", 0.05,
                                  gt=0, lt=1)
     calibration_size: int = doc("clean pool prompts the threshold is calibrated on", 128, ge=1)

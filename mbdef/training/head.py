@@ -29,6 +29,7 @@ class ResponseHeadSFTTrainer(SFTTrainer):
     def __init__(self, *args, extra_loss=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.extra_loss = extra_loss
+        self.extra_names: set[str] = set()  # what extra_loss logged, for the stage summary
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = self.language_model_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -37,6 +38,7 @@ class ResponseHeadSFTTrainer(SFTTrainer):
         term, logged = self.extra_loss(model, inputs)
         for name, value in logged.items():
             self._metrics["train"][name].append(value)
+            self.extra_names.add(name)
         return (out[0] + term, out[1]) if return_outputs else out + term
 
     def _response_head_applies(self, model) -> bool:

@@ -135,8 +135,11 @@ def train_stage(model, tokenizer, template: PromptTemplate, records: list[dict],
             raise RuntimeError("peft merge_and_unload returned a different model object")
     if checkpoint_every:
         shutil.rmtree(output_dir, ignore_errors=True)
+    # each logged term of extra_loss at the first and the last log: did training lower it?
+    logged = {name: [row[name] for row in trainer.state.log_history if name in row] for name in sorted(trainer.extra_names)}
     return {"steps": trainer.state.global_step, "train_loss": out.training_loss, "seconds": round(seconds, 2),
             "log_history": trainer.state.log_history, "n_examples": len(records),
+            **({"extra_loss": {k: {"first": v[0], "last": v[-1]} for k, v in logged.items() if v}} if logged else {}),
             **({"resumed_from": Path(resume).name} if resume else {})}
 
 
