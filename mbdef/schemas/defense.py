@@ -106,8 +106,8 @@ class CrowConfig(CleanFinetuneConfig):
     """CROW: the clean fine-tune of stage 2 with a layer-consistency term (mbdef/defenses/crow.py)."""
     name: str = doc("the defense's name in reports and run directories", "crow")
     _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Crow")
-    alpha: float = doc("weight of the consistency term beside the language-model loss (paper: 5.5; 11 for refusal)",
-                       5.5, ge=0)
+    alpha: float = doc("weight of the consistency term beside the language-model loss; 1 by the tuning rule on the "
+                       "embedded default's tuning seeds (docs/results.md 5b; paper: 5.5, 11 for refusal)", 1.0, ge=0)
     epsilon: float = doc("size of the signed-gradient step on the input embeddings (paper: 0.1)", 0.1, ge=0)
 
 
