@@ -94,7 +94,10 @@ def table(dirs: list[str]) -> str:
                               "delta": float(np.mean(np.subtract(a, b))) if common else None,
                               "p_seeds": paired_t_p(a, b) if len(common) > 1 else None})
     holm(tests)
-    mean = lambda d, k: np.mean([runs[d][s][k] for s in runs[d] if runs[d][s].get(k) is not None])
+    def mean(d, k):
+        values = [runs[d][s][k] for s in runs[d] if runs[d][s].get(k) is not None]
+        return float(np.mean(values)) if values else None
+    f3 = lambda v: "–" if v is None else f"{v:.3f}"
     mean_s = lambda d, k: np.mean([runs[d][s].get("timings", {}).get(k, 0.0) for s in runs[d]])
     lines = [f"Seeds {seeds} (`none`); paired t-test over seeds, Holm across the {sum(t['p_seeds'] is not None for t in tests)} "
              "tests below (n.s. = corrected p ≥ 0.05).", "",
@@ -102,8 +105,8 @@ def table(dirs: list[str]) -> str:
              "|---|---|---|---|" + "---|" * len(extra + seconds)]
     for d in defenses:
         per_seed = " ".join(f"{runs[d][s]['asr']:.2f}" if s in runs[d] else "–" for s in seeds)
-        lines.append(f"| {d} | {per_seed} | {mean(d, 'asr'):.3f} | {mean(d, 'cacc'):.3f} | "
-                     + " | ".join([f"{mean(d, k):.3f}" for k, _ in extra] + [f"{mean_s(d, k):.0f}" for k, _ in seconds])
+        lines.append(f"| {d} | {per_seed} | {f3(mean(d, 'asr'))} | {f3(mean(d, 'cacc'))} | "
+                     + " | ".join([f3(mean(d, k)) for k, _ in extra] + [f"{mean_s(d, k):.0f}" for k, _ in seconds])
                      + " |")
     p = lambda v: "–" if v is None else f"{v:.3g}"
     lines += ["", "| defense | vs | metric | seeds | Δ | p (paired t) | p, Holm |", "|---|---|---|---|---|---|---|"]

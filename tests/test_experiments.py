@@ -165,3 +165,45 @@ def test_real_table_splits_asr_by_trigger_for_a_multi_trigger_attack_only(tmp_pa
     assert "| defense | `2024` | `BadMagic` | `OpenAI` |" in section["mtba"]
     assert "| mb_defense | 0/2 (0.00) | 3/4 (0.75) | 0/2 (0.00) |" in section["mtba"]
     assert "ASR by trigger" not in section["badnet"]  # one trigger: no breakdown
+
+
+def test_peer_defenses_tuning_rule_bounds_cacc_by_none_breaks_ties_to_the_default(tmp_path):
+    # none: CACC 0.90 on every seed, so the bound is 0.88
+    for seed in range(3):
+        fake_job(tmp_path, f"none{seed}", "badnet", "none", seed, 1.0, 0.90)
+        # cleangen: alpha 5 best ASR but CACC 0.87 (outside); 100 within 0.02 of 20's ASR: a tie, the default wins
+        for alpha, asr, cacc in ((5.0, 0.0, 0.87), (20.0, 0.10, 0.89), (100.0, 0.11, 0.90)):
+            fake_job(tmp_path, f"cg{alpha}_{seed}", "badnet", "cleangen", seed, asr, cacc, alpha=alpha)
+        # crow: the default (5.5) misses the bound, 1 is inside and lower than 11 by more than the tie
+        for alpha, asr, cacc in ((1.0, 0.2, 0.885), (5.5, 0.0, 0.879), (11.0, 0.3, 0.9)):
+            fake_job(tmp_path, f"crow{alpha}_{seed}", "badnet", "crow", seed, asr, cacc, alpha=alpha)
+        # onion: nothing within the bound, so the default stays
+        for rate, asr in ((0.05, 0.9), (0.2, 0.5)):
+            fake_job(tmp_path, f"on{rate}_{seed}", "badnet", "onion", seed, asr, 0.5, clean_flag_rate=rate)
+    fake_job(tmp_path, "cg100_missing_seed", "badnet", "decoding", 0, 0.0, 0.9, temperature=0.7)  # seed 0 only
+    done = script("peer_defenses.py", "tune", tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "CACC bound 0.880" in out
+    assert "rule's choice: cleangen.alpha = 20.0" in out and "| 5.0 | 0.000 | 0.870 | no |" in out
+    assert "rule's choice: crow.alpha = 1.0" in out
+    assert "rule's choice: onion.clean_flag_rate = 0.05 (no value within the CACC bound" in out
+    assert "| 0.7 | incomplete |" in out
+
+
+def test_peer_defenses_table_pairs_each_defense_with_none_and_crow_with_finetune(tmp_path):
+    for seed in range(3):
+        fake_job(tmp_path, f"none{seed}", "badnet", "none", seed, 1.0, 0.9)
+        fake_job(tmp_path, f"ft{seed}", "badnet", "finetune", seed, 0.5, 0.9)
+        fake_job(tmp_path, f"crow{seed}", "badnet", "crow", seed, 0.1 * seed, 0.9)
+        fake_job(tmp_path, f"cg{seed}", "badnet", "cleangen", seed, 0.0, 0.9 - 0.01 * seed)
+    done = script("peer_defenses.py", "table", tmp_path)
+    assert done.returncode == 0, done.stderr
+    # crow minus finetune: -0.5, -0.4, -0.3, t = -6.93 on 2 df, p 0.0202
+    assert "| crow | finetune | ASR | 3 | -0.400 | 0.0202 |" in done.stdout
+    assert "| crow | none | ASR | 3 | -0.900 |" in done.stdout
+    # cleangen's ASR differs from none's by exactly -1 on each seed: no variance, the exact sign-flip p 2/2^3
+    assert "| cleangen | none | ASR | 3 | -1.000 | 0.25 |" in done.stdout
+    assert "| crow | 0.00 0.10 0.20 | 0.100 | 0.900 | – | – |" in done.stdout  # no ROUGE-L recorded: a dash
+    # ASR and CACC of finetune, crow and cleangen against none, and of crow against finetune
+    assert "Holm across the 8 tests" in done.stdout
