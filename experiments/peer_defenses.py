@@ -80,7 +80,7 @@ def table(dirs: list[str]) -> str:
         raise SystemExit(f"no finished `none` job under {', '.join(dirs)}")
     defenses = sorted(runs, key=defense_rank)
     seeds = sorted(runs["none"])
-    extra = [("rouge_l", "ROUGE-L"), ("perplexity", "perplexity")]
+    extra = [("false_trigger_rate", "false triggers"), ("rouge_l", "ROUGE-L"), ("perplexity", "perplexity")]
     seconds = [("stage2_s", "stage 2 s"), ("eval_s", "eval s")]  # stage 1 is shared (cached) or the same size
     tests = []
     for d in defenses:

@@ -204,6 +204,6 @@ def test_peer_defenses_table_pairs_each_defense_with_none_and_crow_with_finetune
     assert "| crow | none | ASR | 3 | -0.900 |" in done.stdout
     # cleangen's ASR differs from none's by exactly -1 on each seed: no variance, the exact sign-flip p 2/2^3
     assert "| cleangen | none | ASR | 3 | -1.000 | 0.25 |" in done.stdout
-    assert "| crow | 0.00 0.10 0.20 | 0.100 | 0.900 | – | – |" in done.stdout  # no ROUGE-L recorded: a dash
+    assert "| crow | 0.00 0.10 0.20 | 0.100 | 0.900 | 0.000 | – | – |" in done.stdout  # no ROUGE-L: a dash
     # ASR and CACC of finetune, crow and cleangen against none, and of crow against finetune
     assert "Holm across the 8 tests" in done.stdout
