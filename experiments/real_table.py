@@ -127,7 +127,8 @@ def table(dirs: list[str]) -> str:
     seed_asr = lambda row, seeds: " ".join(fmt(dict(zip(row["seeds"], row.get("asr_per_seed", []))).get(s)) for s in seeds)
     # MB-Defense against every baseline, on every attack: the family Holm's correction covers is this table's
     # comparisons (as in paper_table.py), not every pair mbdef-report tests
-    all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",)) if c["defense"] == "mb_defense"]
+    all_comps = [c for c in paired_comparisons(runs, knobs, metrics=("asr",))
+                 if c["defense"] == "mb_defense" and c["baseline"] != "none"]  # the family: finetune and the controls
     holm(all_comps)
     # one section per attack and setting (e.g. MTBA at two poison counts): a section's paired tests,
     # two-backdoor, by-trigger and cosine tables come from its own runs only; Holm still spans every section

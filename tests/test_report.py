@@ -145,7 +145,9 @@ def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp
     from mbdef.report.paired import mcnemar_p, paired_comparisons, paired_t_p
 
     def job(name, defense, seed, asr_bits, **knobs):
-        d = fake_job(tmp_path, name, "badnet", defense, seed, asr_bits.count("1") / len(asr_bits), 0.8, **knobs)
+        stage2 = {"stage2": {"steps": 25}} if defense in ("finetune", "mb_defense") else {}
+        d = fake_job(tmp_path, name, "badnet", defense, seed, asr_bits.count("1") / len(asr_bits), 0.8, stage2,
+                     **knobs)
         r = json.loads((d / "results.json").read_text())
         r["per_example"] = {"attack_success": asr_bits, "clean_correct": "1" * len(asr_bits)}
         (d / "results.json").write_text(json.dumps(r))
@@ -155,11 +157,16 @@ def test_paired_comparisons_pair_seeds_and_prompts_and_mark_non_significance(tmp
         job(f"ft{s}", "finetune", s, "1" * ft + "0" * (20 - ft))
         job(f"mb{s}", "mb_defense", s, "1" * mb + "0" * (20 - mb))
         job(f"none{s}", "none", s, "1" * 20)
+        job(f"cg{s}", "cleangen", s, "0" * 20)  # trains no stage 2: compared with none as well
     runs = load_runs([tmp_path])
     comps = paired_comparisons(runs, knobs=[])
     pairs = {(c["defense"], c["baseline"], c["metric"]) for c in comps}
     assert ("mb_defense", "finetune", "asr") in pairs and ("none", "finetune", "asr") in pairs
-    assert not any(b == "none" for _, b, _ in pairs) and ("finetune", "finetune", "asr") not in pairs
+    assert ("cleangen", "none", "asr") in pairs and ("cleangen", "finetune", "asr") in pairs
+    # a defense with a stage 2 of its own is compared with finetune and the controls, not with none
+    assert {d for d, b, _ in pairs if b == "none"} == {"cleangen"} and ("finetune", "finetune", "asr") not in pairs
+    cg = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("cleangen", "none", "asr"))
+    assert cg["delta"] == -1.0 and cg["p_seeds"] == 2 / 8  # the same difference on 3 seeds: exact sign-flip p
     c = next(c for c in comps if (c["defense"], c["baseline"], c["metric"]) == ("mb_defense", "finetune", "asr"))
     assert c["seeds"] == [0, 1, 2] and c["delta"] == pytest.approx(-(18 + 17 + 16) / 60)
     # McNemar per seed only (18, 17, 16 discordant prompts, all one way), never pooled over seeds

@@ -1,4 +1,6 @@
-"""Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts.
+"""Paired comparisons: each defense against `finetune` and the controls, on the same seeds and prompts, and
+a defense without a stage 2 of its own (inference-time, weight-space, PDB) also against `none`: what it
+changed in the undefended model.
 
 - The method test is at the seed level: a paired t-test (scipy.stats.ttest_rel) on the per-seed metric,
   "would another seed show the same difference?" (the exact sign-flip p where every seed differs alike).
@@ -60,6 +62,11 @@ def paired_t_p(a: list[float], b: list[float]) -> float | None:
     return float(stats.ttest_rel(a, b).pvalue)
 
 
+def _is_baseline_for(baseline: str, members: list[dict]) -> bool:
+    """finetune and the controls for every defense; `none` for one that trains no stage 2."""
+    return baseline in BASELINES or (baseline == "none" and not any("stage2" in m["results"] for m in members))
+
+
 def _compatible(run_a: dict, run_b: dict, knobs: list[str]) -> bool:
     """Same value for every swept `defense.*` knob both configs have (e.g. the same clean_size in a clean-size
     ablation). Knobs that are fixed per defense (a control's own settings) do not block the comparison."""
@@ -85,7 +92,7 @@ def paired_comparisons(runs: list[dict], knobs: list[str], metrics=("asr", "cacc
     for cell, rows in cells.items():
         for row_key, members in rows.items():
             for base_key, base in rows.items():
-                if base_key == row_key or base_key[0] not in BASELINES or base_key[0] == row_key[0]:
+                if base_key == row_key or base_key[0] == row_key[0] or not _is_baseline_for(base_key[0], members):
                     continue
                 if not _compatible(members[0], base[0], row_knobs):
                     continue
