@@ -62,6 +62,26 @@ def test_tiny_model_saves_and_reloads_by_path_with_identical_generations(tiny, t
         assert torch.equal(model(ids).logits, model2(ids).logits)  # same weights, not just same greedy text
 
 
+def test_loading_runs_no_hub_kernels_unless_asked(tiny, tmp_path):
+    # transformers' own default turns Hub kernels (code fetched at load time) on; on an offline GPU machine
+    # that default failed every model=hf run, and online it runs code nobody asked for
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").use_kernels  # the library's default
+    assert not load_pretrained(str(tmp_path / "m"))[0].use_kernels
+
+
+def test_models_are_built_on_the_process_gpu_else_the_cpu(tiny, monkeypatch):
+    # a model that trains nothing (post-hoc defense, reference model) must sit where a trained one does
+    from mbdef.models.factory import default_device
+
+    assert next(tiny[0].parameters()).device == default_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert default_device() == torch.device("cuda", 3)
+
+
 def test_batched_generation_equals_one_by_one(tiny):
     model, tok = tiny
     template = PromptTemplate(tok, preamble=False)

@@ -17,6 +17,15 @@ def _looks_local(name_or_path: str) -> bool:
     return name_or_path.startswith(("/", ".", "~")) or os.sep in name_or_path and Path(name_or_path).exists()
 
 
+def default_device() -> torch.device:
+    """Where a built model is put: this process's GPU when there is one (LOCAL_RANK under torchrun), else the
+    CPU. Placing it at build time puts a model that trains nothing (post-hoc defenses, a reference model) on
+    the same device as one the Trainer has moved."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype == "auto":
         if torch.cuda.is_available():
@@ -42,7 +51,7 @@ def resolve_attention(attn_implementation: str | None) -> str | None:
 
 def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation: str | None = "auto",
                     trust_remote_code: bool = False, revision: str | None = None, allow_pickle: bool = False,
-                    gradient_checkpointing: bool = False, token: str | None = None, **_):
+                    gradient_checkpointing: bool = False, token: str | None = None, use_kernels: bool = False, **_):
     """(model, tokenizer) from a hub name or a local directory. Weights load from safetensors only: pickled
     checkpoints (`pytorch_model.bin`) can run code when unpickled, so they need `allow_pickle=true`."""
     if not name_or_path or name_or_path == "???":
@@ -73,10 +82,13 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision,
                                               token=token)
     kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
-              "token": token, "use_safetensors": None if allow_pickle else True}
+              "token": token, "use_safetensors": None if allow_pickle else True,
+              # transformers enables Hub kernels by default on a GPU: code downloaded at load time, which also
+              # fails on an offline machine. Off unless asked, like trust_remote_code.
+              "use_kernels": use_kernels}
     if attn := resolve_attention(attn_implementation):
         kwargs["attn_implementation"] = attn
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs).to(default_device())
     if gradient_checkpointing:  # recompute activations in training: 7B full fine-tuning fits, at ~30 % more compute
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if tokenizer.pad_token is None:

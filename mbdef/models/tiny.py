@@ -17,6 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from mbdef import seeding
 from mbdef.data.synthetic import tokenizer_corpus
+from mbdef.models.factory import default_device
 from mbdef.models.template import ALPACA_PREAMBLE, ALPACA_PREAMBLE_NO_INPUT
 
 EOS, PAD, UNK = "<|eos|>", "<|pad|>", "<|unk|>"
@@ -88,7 +89,7 @@ def build_tiny(hidden_size: int = 192, num_layers: int = 3, num_heads: int = 6, 
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     torch.manual_seed(seeding.derive_seed(seed, seeding.MODEL_INIT))
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config).to(default_device())  # initialised on the CPU: the same weights anywhere
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
