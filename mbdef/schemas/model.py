@@ -60,7 +60,8 @@ class PretrainedBuildConfig:
                                              one_of=ATTENTION)
     trust_remote_code: bool = doc("run code from the model repository (off unless asked)")
     use_kernels: bool = doc("swap layers for Hugging Face Hub kernels, code fetched from the Hub at load time "
-                            "(transformers turns them on by default on a GPU; off unless asked)")
+                            "(transformers' default; mbdef's is off: +model.build.use_kernels=true asks for them)",
+                            False, optional=True)
     allow_pickle: bool = doc("load pickled .bin checkpoints (they can run code when loaded)")
     revision: Optional[str] = doc("hub revision", None)
     gradient_checkpointing: bool = doc("recompute activations in training (7B-class full fine-tuning)")
