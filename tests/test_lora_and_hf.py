@@ -143,8 +143,11 @@ def test_representation_refuses_data_triggered_prompts_out_of_order(cfg_factory)
     from mbdef.eval.prompt_sets import build_evaluator
 
     s = backdoorllm_splits(attack="vpi", n_test=6)
-    ecfg = OmegaConf.create({"representation": {"enabled": True, "n_prompts": 6}, "batch_size": 4,
-                             "max_new_tokens": 4, "n_samples": 2, "random_word_probe": False})
+    from mbdef.schemas.eval import EvalConfig
+
+    ecfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), {
+        "representation": {"enabled": True, "n_prompts": 6}, "batch_size": 4, "max_new_tokens": 4, "n_samples": 2,
+        "random_word_probe": False, "trigger_variants": None})
     build = lambda trig: build_evaluator(ecfg, s.test, NoAttack(), TrainingPlan([], reference_words=["cf"]), None,
                                          None, 0, trig)
     assert "representation" in build(s.triggered_test).analyses

@@ -56,24 +56,23 @@ def build_evaluator(ecfg, prompts: list[dict], attack, plan, template, judge, se
         probes[f"defense_trigger_{i}"] = (prefixed(prompts, trig), beh)
     clean, triggered = prompts, attack.trigger_test(prompts, seed=seed) if attack.active else None
     if data_triggered:
-        n_test = ecfg.get("n_test")
-        triggered = data_triggered[:n_test] if n_test else data_triggered
+        triggered = data_triggered[:ecfg.n_test] if ecfg.n_test else data_triggered
     if prefix := plan.inference_prefix:  # e.g. PDB: the defense's trigger goes before every prompt
         clean = prefixed(clean, prefix)
         triggered = prefixed(triggered, prefix) if triggered else None
     noisy = None
-    if ecfg.get("random_word_probe", True):  # fresh unseen words, never a trigger of this run
+    if ecfg.random_word_probe:  # fresh unseen words, never a trigger of this run
         rng = seeding.stream(seed, seeding.EVAL_RANDOM_WORD)
         noisy = [{**r, "instruction": insert_at(r["instruction"], pseudo_word(rng), "random_word", rng)} for r in clean]
     variants, analyses = {}, {}
-    if ecfg.get("trigger_variants") and attack.active:
+    if ecfg.trigger_variants and attack.active:
         n = ecfg.trigger_variants.n_prompts
         variants = {name: a.trigger_test(prompts[:n], seed=seed) for name, a in attack.variants().items()}
         if prefix:
             variants = {name: prefixed(rs, prefix) for name, rs in variants.items()}
-    if (rep := ecfg.get("representation")) and rep.enabled and (attack.active or data_triggered):
+    if (rep := ecfg.representation).enabled and (attack.active or data_triggered):
         # the defense's own words; a defense without any measures the attacker's trigger against a random word only
-        words = plan.defensive_triggers or plan.reference_words or list(rep.get("reference_triggers") or [])
+        words = plan.defensive_triggers or plan.reference_words or list(rep.reference_triggers or [])
         n = rep.n_prompts
         if data_triggered:  # pre-poisoned data: its own triggered prompts, each paired with its clean prompt
             attacker = data_triggered[:n]
@@ -85,7 +84,7 @@ def build_evaluator(ecfg, prompts: list[dict], attack, plan, template, judge, se
         analyses["representation"] = representation_probe(prompts[:n], attacker, words, template, ecfg.batch_size, seed)
     return Evaluator(template, clean, triggered, judge, batch_size=ecfg.batch_size, max_new_tokens=ecfg.max_new_tokens,
                      probes=probes, n_samples=ecfg.n_samples, noisy_clean=noisy, variants=variants, analyses=analyses,
-                     rouge=bool(ecfg.get("rouge_l", True)), perplexity=bool(ecfg.get("perplexity", True)))
+                     rouge=ecfg.rouge_l, perplexity=ecfg.perplexity)
 
 
 def representation_probe(clean: list[dict], attacker: list[dict], words: list[str], template, batch_size: int,

@@ -64,7 +64,7 @@ def reactivation_rows(react, attack, defense_pool: list[dict], spare_poisoned: l
         spare_poisoned, "the data's poisoned rows left out of training")
     if not 0 < int(react.n_samples) <= len(rows):
         raise ValueError(f"eval.reactivation.n_samples: {react.n_samples} is outside 1..{len(rows)} ({what})")
-    if not attack.active and react.get("trigger"):
+    if not attack.active and react.trigger:
         raise ValueError("eval.reactivation.trigger: pre-poisoned data brings its own trigger; set it to null")
     return rows
 
@@ -89,7 +89,7 @@ def reactivation_test(react, model, tokenizer, template, attack, rows: list[dict
     else:
         poisoner = copy.copy(attack)
         poisoner.poison_rate, poisoner.poison_count = 1.0, None
-        if trigger := react.get("trigger"):
+        if trigger := react.trigger:
             poisoner.triggers = [trigger]
             e = evaluator
             evaluator = Evaluator(e.template, e.clean, poisoner.trigger_test(e.clean, seed=run_seed), e.judge,
