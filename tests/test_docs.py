@@ -46,3 +46,31 @@ def test_docs_name_the_version_the_archived_jobs_ran_on():
     assert versions == {"0.4.0"}
     text = (ROOT / "docs" / "results.md").read_text()
     assert re.search(r"ran on mbdef 0\.4\.0", text) and "0.5.0" not in text
+
+
+# The README's defense table: where each BadNet mean ASR comes from (embedded sweep, real sweep; None: not run).
+DEFENSE_TABLE = {"finetune": ("paper_refusal_inference", "real_smollm2_refusal"),
+                 "mb_defense": ("paper_refusal_inference", "real_smollm2_refusal"),
+                 "crow": ("paper_refusal_inference", "real_inference"),
+                 "cleangen": ("paper_refusal_inference", "real_inference"),
+                 "onion": ("paper_refusal_inference", "real_inference"),
+                 "decoding": ("paper_refusal_inference", "real_inference"),
+                 "prune_magnitude": ("paper_refusal_weights", None), "prune_wanda": ("paper_refusal_weights", None),
+                 "quant8": ("paper_refusal_weights", None), "quant4": ("paper_refusal_weights", None)}
+
+
+@pytest.mark.parametrize("defense", sorted(DEFENSE_TABLE))
+def test_readme_defense_table_is_the_archive(defense):
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| `") and f"`{defense}`" in line.split("|")[1]]
+    assert len(rows) == 1, f"README: one defense-table row names {defense}"
+    works_on = rows[0].split("|")[3]
+    for testbed, sweep in zip(("embedded", "real"), DEFENSE_TABLE[defense]):
+        shown = re.search(rf"{testbed}: [^(;]*\(([0-9.]+)", works_on)
+        if sweep is None:
+            assert shown is None, f"{defense}: a {testbed} figure without archived runs"
+            continue
+        jobs = _jobs(sweep, "badnet", defense)
+        assert [r["seed"] for r in jobs] == [3, 4, 5, 6, 7] and shown, (defense, testbed)
+        decimals = len(shown.group(1).split(".")[1])
+        assert shown.group(1) == f"{statistics.fmean(r['asr'] for r in jobs):.{decimals}f}", (defense, testbed)
