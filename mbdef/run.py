@@ -96,7 +96,7 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
         poison=attack.summary(poisoned), defense_info=plan.describe(), trained_on=source_counts(trained_on),
         testbed=piece_word_audit(trained_on["stage1"], tokenizer, attack.field), template=template.describe(),
         warnings=trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field),
-        security={k: bool(cfg.model.build.get(k, False)) for k in ("trust_remote_code", "use_kernels")},  # hf builders
+        security={k: bool(cfg.model.build.get(k, False)) for k in ("trust_remote_code", "use_kernels")},  # tiny: neither key
         config_hash=rundir.hash, resumed=resumed, n_params=sum(p.numel() for p in model.parameters()),
         device=str(next(model.parameters()).device), output_dir=str(rundir.path), world_size=procs.world_size,
     ).to_dict()

@@ -83,8 +83,8 @@ def load_pretrained(name_or_path: str, dtype: str = "auto", attn_implementation:
                                               token=token)
     kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, "revision": revision,
               "token": token, "use_safetensors": None if allow_pickle else True,
-              # transformers enables Hub kernels by default on a GPU: code downloaded at load time, which also
-              # fails on an offline machine. Off unless asked, like trust_remote_code.
+              # transformers enables Hub kernels by default; on a GPU that is code downloaded at load time,
+              # which also fails on an offline machine. Off unless asked, like trust_remote_code.
               "use_kernels": use_kernels}
     if attn := resolve_attention(attn_implementation):
         kwargs["attn_implementation"] = attn
