@@ -44,7 +44,7 @@ def test_defenses_instantiate_and_plan(cfg_factory, defense):
     # pdb, onion, cleangen and decoding act at inference, pruning and quantization on the stage-1 weights:
     # no stage 2 unless asked
     assert (plan.stage2 is None) == (defense in ("none", "pdb", "onion", "cleangen", "decoding",
-                                                 "prune_magnitude", "prune_wanda", "quant4", "quant8"))
+                                                 "prune_magnitude", "prune_wanda", "prune_sparsegpt", "quant4", "quant8"))
     assert (plan.weight_transform is not None) == defense.startswith(("prune", "quant"))
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mbdef.defenses.weights import block_linears, input_norms, magnitude_prune, quantize_rtn, wanda_prune
+from mbdef.defenses.weights import (block_linears, decoder_blocks, input_norms, magnitude_prune, quantize_rtn,
+                                   sparsegpt_layer, sparsegpt_prune, wanda_prune)
 from mbdef.models import PromptTemplate, build_tiny
 from mbdef.schemas import ConfigError, validate
 
@@ -61,6 +62,48 @@ def test_wanda_prunes_each_row_by_weight_times_input_norm(tiny):
         wanda_prune(model, 0.5, [])
 
 
+def test_sparsegpt_reconstructs_a_layer_better_than_magnitude_or_wanda_at_the_same_sparsity():
+    gen = torch.Generator().manual_seed(0)
+    # correlated inputs (40 directions and noise) of uneven scale, as activations are: where the Hessian matters
+    x = torch.randn(2000, 40, generator=gen) @ torch.randn(40, 160, generator=gen)
+    x = (x + 0.3 * torch.randn(2000, 160, generator=gen)) * torch.linspace(0.2, 3, 160)[torch.randperm(160, generator=gen)]
+    w = torch.randn(48, 160, generator=gen)
+    h = 2 * x.T @ x / len(x)
+    error = lambda pruned: float(((x @ (w - pruned).T) ** 2).mean())
+    sgpt = w.clone()
+    sparsegpt_layer(sgpt, h, 0.5)
+    for start in (0, 128):  # the mask is chosen per 128-column block: each block holds its share of zeros
+        part = sgpt[:, start:start + 128]
+        assert int((part == 0).sum()) == int(part.numel() * 0.5)
+    mag = w.clone()
+    mag.view(-1)[w.abs().flatten().topk(w.numel() // 2, largest=False).indices] = 0
+    wanda = w.clone()
+    score = w.abs() * x.norm(dim=0)[None, :]
+    wanda.scatter_(1, score.topk(80, dim=1, largest=False).indices, 0.0)
+    assert error(sgpt) < 0.5 * error(w.masked_fill(sgpt == 0, 0.0))  # the update compensates what its mask cut
+    assert error(sgpt) < 0.5 * error(wanda) < 0.5 * error(mag)
+    unpruned = w.clone()
+    sparsegpt_layer(unpruned, h, 0.0)
+    assert torch.allclose(unpruned, w, atol=1e-4)  # nothing cut: nothing to compensate
+
+
+def test_sparsegpt_prunes_every_block_of_a_model_and_only_its_linears(tiny):
+    model, tok = tiny
+    template = PromptTemplate(tok, preamble=False)
+    batches = [template.encode_example({"instruction": f"Copy the words: cat owl {i}", "input": "",
+                                        "output": f"cat owl {i}"})[0] for i in range(6)]
+    assert [len(linears) for _, linears in decoder_blocks(model)] == [7, 7]  # q k v o, gate up down
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = sparsegpt_prune(model, 0.5, batches)
+    for name, layer in block_linears(model).items():
+        assert stats["sparsity"][name] == pytest.approx(0.5, abs=0.01)
+        kept = layer.weight != 0
+        assert not torch.equal(layer.weight[kept], before[f"{name}.weight"][kept])  # kept weights were updated
+    assert stats["calibration_sequences"] == 6 and untouched(model, before) == []
+    with pytest.raises(ValueError, match="no calibration samples"):
+        sparsegpt_prune(model, 0.5, [])
+
+
 @pytest.mark.parametrize("bits", [4, 8])
 def test_quantized_weights_take_at_most_two_to_the_bits_values_per_group(tiny, bits):
     model, _ = tiny
@@ -81,7 +124,7 @@ def test_quantized_weights_take_at_most_two_to_the_bits_values_per_group(tiny, b
 
 @pytest.mark.parametrize("override, message", [
     ("defense.sparsity=1.5", r"defense.sparsity: 1.5 is outside \[0, 1\)"),
-    ("defense.method=random", "defense.method: 'random' is not one of magnitude | wanda"),
+    ("defense.method=random", "defense.method: 'random' is not one of magnitude | wanda | sparsegpt"),
     ("defense.calibration_size=0", r"defense.calibration_size: 0 is outside \[1, inf\)")])
 def test_bad_pruning_knobs_are_refused_before_anything_runs(cfg_factory, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -7,6 +7,10 @@ of their own, so they share the undefended model's stage 1.
 - Wanda (Sun et al., ICLR 2024, "A Simple and Effective Pruning Approach for LLMs"): the score of a weight is
   |w_ij| * ||x_j||_2, the input feature's activation norm over calibration tokens (the defender's clean
   pool, through the training template); each output row loses its `sparsity` fraction of lowest scores.
+- SparseGPT (Frantar & Alistarh, ICML 2023, "Massive Language Models Can Be Accurately Pruned in One-Shot"):
+  block by block, with the inputs of the blocks already pruned, each linear layer's Hessian H = X X^T over
+  the calibration tokens chooses the mask (lowest w^2 / [H^-1]_jj within each 128-column block) and the
+  optimal-brain-surgeon update of the kept weights that compensates for the pruned ones.
 - Round-to-nearest quantization: every linear weight of the decoder blocks, in groups of `group_size`
   consecutive inputs per output row, is mapped to 2^bits levels between the group's min and max
   (asymmetric), then back to floats, so the model keeps running in its own dtype.
@@ -80,6 +84,88 @@ def wanda_prune(model: nn.Module, sparsity: float, batches: list[list[int]]) -> 
     return {"sparsity": measured_sparsity(model), "calibration_sequences": len(batches)}
 
 
+class _BlockDone(Exception):
+    """Raised by a hook after the block being calibrated, so the rest of the forward pass is skipped."""
+
+
+def decoder_blocks(model: nn.Module) -> list[tuple[nn.Module, dict[str, nn.Linear]]]:
+    """The decoder blocks in order (the modules named `...layers.N`), each with its linear layers."""
+    linears, blocks = block_linears(model), {}
+    for name, module in model.named_modules():
+        head, _, index = name.rpartition(".")
+        if head.endswith("layers") and index.isdigit():
+            blocks[name] = (module, {n: m for n, m in linears.items() if n.startswith(f"{name}.")})
+    return list(blocks.values())
+
+
+@torch.no_grad()
+def sparsegpt_layer(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, block: int = 128,
+                    damping: float = 0.01) -> None:
+    """Prune one weight matrix in place to `sparsity` (Algorithm 1 of the paper; the reference code's damping
+    of 1 % of the mean diagonal and its 128-column mask blocks)."""
+    w, h = weight.float().clone(), hessian.float().clone()
+    cols = w.shape[1]
+    dead = torch.diag(h) == 0  # an input that never fired: its weights cannot matter to the calibration
+    h[dead, dead], w[:, dead] = 1.0, 0.0
+    h += damping * torch.mean(torch.diag(h)) * torch.eye(cols, device=h.device)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    for start in range(0, cols, block):
+        end = min(start + block, cols)
+        w1, hinv1 = w[:, start:end].clone(), hinv[start:end, start:end]
+        err = torch.zeros_like(w1)
+        score = w1 ** 2 / torch.diag(hinv1)[None, :] ** 2
+        k = int(score.numel() * sparsity)
+        mask = torch.zeros_like(w1, dtype=torch.bool)
+        if k:
+            mask.view(-1)[score.flatten().topk(k, largest=False).indices] = True
+        for i in range(end - start):
+            col = w1[:, i]
+            kept = col.masked_fill(mask[:, i], 0.0)
+            err[:, i] = (col - kept) / hinv1[i, i]
+            w1[:, i:] -= err[:, i:i + 1] @ hinv1[i:i + 1, i:]
+            w1[:, i] = kept
+        w[:, start:end] = w1
+        w[:, end:] -= err @ hinv[start:end, end:]
+    weight.copy_(w.to(weight.dtype))
+
+
+@torch.no_grad()
+def sparsegpt_prune(model: nn.Module, sparsity: float, batches: list[list[int]]) -> dict:
+    if not batches:
+        raise ValueError("defense (prune_sparsegpt): no calibration samples (defense.calibration_size)")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for block, linears in decoder_blocks(model):
+            hessians, tokens = {}, {}
+
+            def accumulate(mod, inp, out, name):
+                x = inp[0].detach().float().reshape(-1, inp[0].shape[-1])
+                hessians[name] = hessians.get(name, 0) + x.T @ x
+                tokens[name] = tokens.get(name, 0) + x.shape[0]
+
+            def stop(mod, inp, out):
+                raise _BlockDone
+
+            hooks = [m.register_forward_hook(lambda mod, inp, out, name=n: accumulate(mod, inp, out, name))
+                     for n, m in linears.items()] + [block.register_forward_hook(stop)]
+            try:
+                for ids in batches:  # one sequence at a time: no padding enters the Hessians
+                    try:
+                        model(input_ids=torch.tensor([ids], device=device), use_cache=False)
+                    except _BlockDone:
+                        pass
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            for name, layer in linears.items():
+                sparsegpt_layer(layer.weight, 2 * hessians[name] / tokens[name], sparsity)
+    finally:
+        model.train(was_training)
+    return {"sparsity": measured_sparsity(model), "calibration_sequences": len(batches)}
+
+
 def measured_sparsity(model: nn.Module) -> dict[str, float]:
     """The fraction of zero weights, per block linear."""
     return {n: round(float((m.weight == 0).float().mean()), 6) for n, m in block_linears(model).items()}
@@ -102,7 +188,7 @@ def quantize_rtn(model: nn.Module, bits: int, group_size: int) -> dict:
 
 
 class Prune(Defense):
-    """Magnitude or Wanda pruning of the stage-1 model at `sparsity`; `finetune`: then the clean fine-tune
+    """Magnitude, Wanda or SparseGPT pruning of the stage-1 model at `sparsity`; `finetune`: then the clean fine-tune
     of stage 2 (the same budget and rows as `finetune`)."""
 
     name = "prune"
@@ -117,9 +203,10 @@ class Prune(Defense):
 
     def plan(self, train, defense_pool):
         clean = sample_clean(defense_pool, max(self.clean_size, self.calibration_size), self.seed)
-        calibration = clean[:self.calibration_size] if self.method == "wanda" else []
-        if self.method == "wanda":
-            transform = lambda model, batches: wanda_prune(model, self.sparsity, batches)
+        calibrated = {"wanda": wanda_prune, "sparsegpt": sparsegpt_prune}.get(self.method)
+        calibration = clean[:self.calibration_size] if calibrated else []
+        if calibrated:
+            transform = lambda model, batches: calibrated(model, self.sparsity, batches)
         else:
             transform = lambda model, batches: magnitude_prune(model, self.sparsity)
         stage2 = clean[:self.clean_size] if self.finetune else None

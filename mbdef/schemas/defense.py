@@ -13,7 +13,7 @@ from mbdef.schemas.checks import doc
 TRIGGER_KINDS = ("rare_word", "phrase", "mixed")
 BEHAVIOUR_MODES = ("distinct", "shared")
 STAGE2_INSERTS = ("defensive", "random")
-PRUNE_METHODS = ("magnitude", "wanda")
+PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
 QUANT_BITS = (4, 8)
 
 
@@ -84,11 +84,12 @@ class PruneConfig(CleanFinetuneConfig):
     """Pruning of the stage-1 model (mbdef/defenses/weights.py), as BackdoorLLM's DefenseBox runs it."""
     name: str = doc("the defense's name in reports and run directories", "prune_magnitude")
     _target_: str = doc("the mbdef.defenses class this config builds", "mbdef.defenses.Prune")
-    method: str = doc("magnitude: smallest |w| per layer | wanda: smallest |w| x input norm per output row",
+    method: str = doc("magnitude: smallest |w| per layer | wanda: smallest |w| x input norm per output row | "
+                      "sparsegpt: the Hessian-chosen mask and weight update, block by block",
                       "magnitude", one_of=PRUNE_METHODS)
     sparsity: float = doc("fraction of each decoder linear layer's weights set to zero", 0.5, ge=0, lt=1)
     finetune: bool = doc("then the clean fine-tune of stage 2 (the trainer.stage2 budget on clean_size rows)", False)
-    calibration_size: int = doc("clean pool rows whose activations calibrate Wanda (magnitude uses none)", 128,
+    calibration_size: int = doc("clean pool rows whose activations calibrate Wanda and SparseGPT (magnitude: none)", 128,
                                 ge=1)
 
 
