@@ -44,11 +44,7 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
     rundir = RunDir.prepare(cfg.paths.output_dir, resolved)
     if (done := rundir.finished(force=cfg.force)) is not None:
         return done
-    seeding.seed_libraries(seed)
-    set_threads(cfg.trainer.threads)
-    label = configure_progress(progress or ("bars" if cfg.progress == "auto" else cfg.progress),
-                               f"{cfg.attack.name}/{cfg.defense.name} s{seed}")
-    procs = Processes()  # torchrun / accelerate launch: all processes train, only the main one writes
+    label, procs = start_process(cfg, progress)
 
     # 1. Data -> attack (a poisoned copy) -> defense plan: everything cheap first, so bad input fails before training.
     splits, attack, defense = build(cfg.data), build(cfg.attack), build(cfg.defense)
@@ -90,9 +86,29 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
         tracker.finish(exit_code=1)
         raise
 
-    # 6. results.json and the model card.
+    # 6. results.json (then COMPLETE.json: only now does a re-run skip this job) and the model card.
+    results = collect_results(cfg, measured, names, attack, poisoned, plan, trained_on, splits, template, evaluator,
+                              model, tokenizer, rundir, resumed, procs, t0)
+    if procs.is_main:
+        finish(cfg, results, rundir, tracker)
+    return results
+
+
+def start_process(cfg: DictConfig, progress: str | None) -> tuple[str, Processes]:
+    """Seeds, threads and the progress display of this process; `Processes`: under torchrun / accelerate launch
+    all processes train, only the main one writes."""
+    seeding.seed_libraries(cfg.seed)
+    set_threads(cfg.trainer.threads)
+    label = configure_progress(progress or ("bars" if cfg.progress == "auto" else cfg.progress),
+                               f"{cfg.attack.name}/{cfg.defense.name} s{cfg.seed}")
+    return label, Processes()
+
+
+def collect_results(cfg, measured, names, attack, poisoned, plan, trained_on, splits, template, evaluator, model,
+                    tokenizer, rundir, resumed, procs, t0) -> dict:
+    """What results.json holds: the stages' measurements and what identifies and describes the run."""
     results = RunResults.collect(
-        measured, **names, seed=seed, eval_split=cfg.eval.split, judge=evaluator.judge.name,
+        measured, **names, seed=cfg.seed, eval_split=cfg.eval.split, judge=evaluator.judge.name,
         poison=attack.summary(poisoned), defense_info=plan.describe(), trained_on=source_counts(trained_on),
         testbed=piece_word_audit(trained_on["stage1"], tokenizer, attack.field), template=template.describe(),
         warnings=trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field),
@@ -101,11 +117,15 @@ def run(cfg: DictConfig, progress: str | None = None, group: str | None = None) 
         device=str(next(model.parameters()).device), output_dir=str(rundir.path), world_size=procs.world_size,
     ).to_dict()
     results["timings"]["total_s"] = round(time.perf_counter() - t0, 2)
-    if procs.is_main:
-        if cfg.save_model:
-            write_model_card(rundir.path / "model", results)
-        rundir.complete(results)  # results.json, then COMPLETE.json: only now does a re-run skip this job
-        tracker.finish(exit_code=0)
-        log.info("%s / %s: ASR %s  CACC %.3f  -> %s", names["attack"], names["defense"], "n/a" if results["asr"] is None
-                 else f"{results['asr']:.3f}", results["cacc"], rundir.path / "results.json")
     return results
+
+
+def finish(cfg: DictConfig, results: dict, rundir: RunDir, tracker) -> None:
+    """The main process's last writes: the model card, results.json and COMPLETE.json, the tracker's end."""
+    if cfg.save_model:
+        write_model_card(rundir.path / "model", results)
+    rundir.complete(results)
+    tracker.finish(exit_code=0)
+    asr = "n/a" if results["asr"] is None else f"{results['asr']:.3f}"
+    log.info("%s / %s: ASR %s  CACC %.3f  -> %s", results["attack"], results["defense"], asr, results["cacc"],
+             rundir.path / "results.json")
