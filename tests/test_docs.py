@@ -55,8 +55,8 @@ DEFENSE_TABLE = {"finetune": ("paper_refusal_inference", "real_smollm2_refusal")
                  "cleangen": ("paper_refusal_inference", "real_inference"),
                  "onion": ("paper_refusal_inference", "real_inference"),
                  "decoding": ("paper_refusal_inference", "real_inference"),
-                 "prune_magnitude": ("paper_refusal_weights", None), "prune_wanda": ("paper_refusal_weights", None),
-                 "quant8": ("paper_refusal_weights", None), "quant4": ("paper_refusal_weights", None)}
+                 **{d: ("paper_refusal_posthoc", None)
+                    for d in ("prune_magnitude", "prune_wanda", "prune_sparsegpt", "quant8", "quant4")}}
 
 
 @pytest.mark.parametrize("defense", sorted(DEFENSE_TABLE))
