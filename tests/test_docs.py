@@ -74,3 +74,14 @@ def test_readme_defense_table_is_the_archive(defense):
         assert [r["seed"] for r in jobs] == [3, 4, 5, 6, 7] and shown, (defense, testbed)
         decimals = len(shown.group(1).split(".")[1])
         assert shown.group(1) == f"{statistics.fmean(r['asr'] for r in jobs):.{decimals}f}", (defense, testbed)
+
+
+@pytest.mark.parametrize("defense", ["cleangen", "onion"])
+def test_readme_defense_table_vpi_figures_are_the_archive(defense):
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith(f"| `{defense}` |"))
+    shown = re.search(r"VPI ([0-9.]+)", row.split("|")[3])
+    jobs = _jobs("real_inference_vpi", "vpi", defense)
+    assert [r["seed"] for r in jobs] == [3, 4, 5, 6, 7] and shown
+    decimals = len(shown.group(1).split(".")[1])
+    assert shown.group(1) == f"{statistics.fmean(r['asr'] for r in jobs):.{decimals}f}"
