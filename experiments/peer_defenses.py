@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,13 @@ def by_defense(dirs: list[str], knob_of=lambda d: None) -> dict:
         knob = knob_of(r["defense"])
         out[(r["defense"], run["config"].get(f"defense.{knob}") if knob else None)][r["seed"]] = r
     return out
+
+
+def arm(run: dict) -> str:
+    """The defense's name, with the `defense.*` overrides of its job directory (Hydra's override dirname) when
+    a sweep ran one defense at several settings: `quant4 (group_size=192)`."""
+    knobs = [part.removeprefix("defense.") for part in Path(run["dir"]).name.split(",") if part.startswith("defense.")]
+    return run["results"]["defense"] + (f" ({', '.join(knobs)})" if knobs else "")
 
 
 def tune(dirs: list[str]) -> str:
@@ -75,10 +83,12 @@ def tune(dirs: list[str]) -> str:
 
 
 def table(dirs: list[str]) -> str:
-    runs = {d: rs for (d, _), rs in by_defense(dirs).items()}
+    runs = defaultdict(dict)
+    for run in load_runs(dirs):
+        runs[arm(run)][run["results"]["seed"]] = run["results"]
     if "none" not in runs:
         raise SystemExit(f"no finished `none` job under {', '.join(dirs)}")
-    defenses = sorted(runs, key=defense_rank)
+    defenses = sorted(runs, key=lambda a: (defense_rank(a.split()[0]), a))
     seeds = sorted(runs["none"])
     extra = [("false_trigger_rate", "false triggers"), ("rouge_l", "ROUGE-L"), ("perplexity", "perplexity")]
     seconds = [("stage2_s", "stage 2 s"), ("eval_s", "eval s")]  # stage 1 is shared (cached) or the same size

@@ -207,3 +207,15 @@ def test_peer_defenses_table_pairs_each_defense_with_none_and_crow_with_finetune
     assert "| crow | 0.00 0.10 0.20 | 0.100 | 0.900 | 0.000 | – | – |" in done.stdout  # no ROUGE-L: a dash
     # ASR and CACC of finetune, crow and cleangen against none, and of crow against finetune
     assert "Holm across the 8 tests" in done.stdout
+
+
+def test_peer_defenses_table_keeps_one_defense_at_two_settings_apart(tmp_path):
+    for seed in range(3):
+        fake_job(tmp_path, f"defense=none,seed={seed}", "badnet", "none", seed, 1.0, 0.9)
+        fake_job(tmp_path, f"defense=quant4,seed={seed}", "badnet", "quant4", seed, 0.1, 0.9)
+        fake_job(tmp_path, f"defense.group_size=192,defense=quant4,seed={seed}", "badnet", "quant4", seed, 0.9, 0.9)
+    done = script("peer_defenses.py", "table", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "| quant4 | 0.10 0.10 0.10 | 0.100 |" in done.stdout
+    assert "| quant4 (group_size=192) | 0.90 0.90 0.90 | 0.900 |" in done.stdout
+    assert "| quant4 (group_size=192) | none | ASR | 3 | -0.100 |" in done.stdout

@@ -122,6 +122,27 @@ def test_quantized_weights_take_at_most_two_to_the_bits_values_per_group(tiny, b
         quantize_rtn(model, 4, group_size=48)
 
 
+def test_quantization_measures_how_near_the_weights_sit_to_its_grid_and_warns_when_on_it(tiny):
+    """Weights off the grid round by a uniform error, 1/4 of a step on average; a model fine-tuned a little
+    from a checkpoint on the same grid (the real testbed's Q4_1 GGUF) sits near it, and rounding undoes the
+    fine-tune: that is reported, not silently credited to the defense."""
+    model, _ = tiny
+    assert abs(quantize_rtn(model, 4, 32)["grid_residual"] - 0.25) < 0.02  # random init: off the grid
+    on_grid = {n: l.weight.clone() for n, l in block_linears(model).items()}
+    torch.manual_seed(0)
+    with torch.no_grad():  # a small "fine-tune": about 1/20 of a step (32 weights span ~4 std devs in 15 steps)
+        for name, layer in block_linears(model).items():
+            layer.weight.add_(on_grid[name].std() / 75 * torch.randn_like(layer.weight))
+    tuned = {n: l.weight.clone() for n, l in block_linears(model).items()}
+    stats = quantize_rtn(model, 4, 32)
+    assert stats["grid_residual"] < 0.125 and "undoing its fine-tune" in stats["warning"]
+    for name, layer in block_linears(model).items():  # the part of the fine-tune that rounding keeps
+        delta, kept = (tuned[name] - on_grid[name]).flatten(), (layer.weight - on_grid[name]).flatten()
+        assert float(kept @ delta / (delta @ delta)) < 0.3, name
+    assert "warning" not in quantize_rtn(build_tiny(hidden_size=64, num_layers=2, num_heads=2,
+                                                    intermediate_size=128)[0], 4, 32)
+
+
 @pytest.mark.parametrize("override, message", [
     ("defense.sparsity=1.5", r"defense.sparsity: 1.5 is outside \[0, 1\)"),
     ("defense.method=random", "defense.method: 'random' is not one of magnitude | wanda | sparsegpt"),
@@ -152,7 +173,9 @@ def test_post_hoc_defense_reuses_the_undefended_stage1_and_trains_nothing(cfg_fa
     assert quant["stage1"].get("cached_from") and quant["timings"]["stage1_s"] == 0.0  # none's stage 1, reused
     assert "stage2" not in quant and quant["steps"] == none["steps"]
     assert quant["after_stage1"]["asr"] == none["asr"]  # the same model before the transform
-    assert quant["weight_transform"] == {"bits": 4, "group_size": 32}
+    transform = quant["weight_transform"]  # the tiny model trained from random init: off the grid
+    assert (transform["bits"], transform["group_size"]) == (4, 32) and 0.2 < transform["grid_residual"] < 0.3
+    assert "warning" not in transform
     weights = load_file(tmp_path / "q" / "model" / "model.safetensors")
     w = weights["model.layers.0.mlp.down_proj.weight"]
     assert max(len(torch.unique(g)) for g in w.reshape(-1, 32)) <= 16  # what was evaluated is what was saved

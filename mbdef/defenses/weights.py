@@ -13,12 +13,18 @@ of their own, so they share the undefended model's stage 1.
   optimal-brain-surgeon update of the kept weights that compensates for the pruned ones.
 - Round-to-nearest quantization: every linear weight of the decoder blocks, in groups of `group_size`
   consecutive inputs per output row, is mapped to 2^bits levels between the group's min and max
-  (asymmetric), then back to floats, so the model keeps running in its own dtype.
+  (asymmetric), then back to floats, so the model keeps running in its own dtype. It reports how far the
+  weights sat from that grid before rounding (`grid_residual`, the mean distance in steps: about 0.25 for
+  weights off the grid) and warns when they sat near it: a model fine-tuned from a checkpoint quantized on
+  the same grid (SmolLM2 from its Q4_1 GGUF, groups of 32) is then rounded back towards that checkpoint,
+  which undoes most of the fine-tune, backdoor included: a shortcut that full-precision weights do not offer.
 
 Embeddings and the LM head are left as they are, as both papers do.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
@@ -26,6 +32,11 @@ from torch import nn
 from mbdef.defenses.base import Defense, TrainingPlan, sample_clean
 from mbdef.schemas import check_values
 from mbdef.schemas.defense import PruneConfig, QuantizeConfig
+
+log = logging.getLogger("mbdef")
+# Rounding error of weights off the grid is uniform on [-1/2, 1/2] steps: mean 1/4. Below half of that the
+# weights were (nearly) on the grid already.
+NEAR_GRID = 0.125
 
 
 def block_linears(model: nn.Module) -> dict[str, nn.Linear]:
@@ -173,7 +184,7 @@ def measured_sparsity(model: nn.Module) -> dict[str, float]:
 
 @torch.no_grad()
 def quantize_rtn(model: nn.Module, bits: int, group_size: int) -> dict:
-    levels = 2 ** bits - 1
+    levels, residual, n = 2 ** bits - 1, 0.0, 0
     for layer in block_linears(model).values():
         w = layer.weight
         rows, cols = w.shape
@@ -182,9 +193,18 @@ def quantize_rtn(model: nn.Module, bits: int, group_size: int) -> dict:
         g = w.float().reshape(rows, cols // group_size, group_size)
         lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
         scale = ((hi - lo) / levels).clamp(min=1e-12)
-        q = torch.clamp(torch.round((g - lo) / scale), 0, levels)
+        x = (g - lo) / scale
+        residual, n = residual + float((x - torch.round(x)).abs().sum()), n + x.numel()
+        q = torch.clamp(torch.round(x), 0, levels)
         w.copy_((q * scale + lo).reshape(rows, cols).to(w.dtype))
-    return {"bits": bits, "group_size": group_size}
+    out = {"bits": bits, "group_size": group_size, "grid_residual": round(residual / max(n, 1), 4)}
+    if out["grid_residual"] < NEAR_GRID:
+        out["warning"] = (f"the weights sat {out['grid_residual']} steps from the {bits}-bit grid of groups of "
+                          f"{group_size} before rounding (about 0.25 off the grid): they come from a checkpoint "
+                          f"quantized on this grid, and rounding returns the model towards it, undoing its "
+                          f"fine-tune; another group_size avoids the shortcut")
+        log.warning("defense quantize: %s", out["warning"])
+    return out
 
 
 class Prune(Defense):
