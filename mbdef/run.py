@@ -111,7 +111,8 @@ def collect_results(cfg, measured, names, attack, poisoned, plan, trained_on, sp
         measured, **names, seed=cfg.seed, eval_split=cfg.eval.split, judge=evaluator.judge.name,
         poison=attack.summary(poisoned), defense_info=plan.describe(), trained_on=source_counts(trained_on),
         testbed=piece_word_audit(trained_on["stage1"], tokenizer, attack.field), template=template.describe(),
-        warnings=trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field),
+        warnings=trigger_collisions(attack.triggers, splits.train, poisoned.poisoned_indices, attack.field)
+        + [part["warning"] for part in measured.values() if isinstance(part, dict) and "warning" in part],  # and the stages'
         security={k: bool(cfg.model.build.get(k, False)) for k in ("trust_remote_code", "use_kernels")},  # tiny: neither key
         config_hash=rundir.hash, resumed=resumed, n_params=sum(p.numel() for p in model.parameters()),
         device=str(next(model.parameters()).device), output_dir=str(rundir.path), world_size=procs.world_size,

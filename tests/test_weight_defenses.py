@@ -163,7 +163,8 @@ def test_unsupported_bits_are_refused(cfg_factory):
         Prune(sparsity=1.0)
 
 
-def test_post_hoc_defense_reuses_the_undefended_stage1_and_trains_nothing(cfg_factory, tmp_path):
+def test_post_hoc_defense_reuses_the_undefended_stage1_and_trains_nothing(cfg_factory, tmp_path, monkeypatch):
+    from mbdef.defenses import weights as weight_defenses
     from mbdef.run import run
 
     shared = ["logger=none", "trainer.cache_stage1=true", "eval.reactivation.enabled=false", "eval.representation.enabled=false",
@@ -181,3 +182,7 @@ def test_post_hoc_defense_reuses_the_undefended_stage1_and_trains_nothing(cfg_fa
     assert max(len(torch.unique(g)) for g in w.reshape(-1, 32)) <= 16  # what was evaluated is what was saved
     saved = json.loads((tmp_path / "q" / "results.json").read_text())
     assert saved["defense"] == "quant4" and saved["defense_info"] == {"bits": 4, "group_size": 32}
+    assert not any("grid" in w for w in saved["warnings"])
+    monkeypatch.setattr(weight_defenses, "NEAR_GRID", 1.0)  # every model "near the grid": the warning reaches the run's list
+    warned = run(cfg_factory("defense=quant8", *shared, f"paths.output_dir={tmp_path}/q8"))
+    assert warned["weight_transform"]["warning"] in warned["warnings"]
