@@ -145,7 +145,7 @@ def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: S
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
     timings["pretrain_s"] = base.get("seconds", 0.0) if base and not base["cached"] else 0.0
     if base:
-        s1["base"] = {k: base[k] for k in ("key", "steps", "cached")}
+        s1["base"] = {k: base[k] for k in ("key", "steps", "cached")} | {"shipped": base.get("shipped", False)}
     timings["eval_s"] = eval1_s if trained_here else 0.0
     results = {"stage1": {k: v for k, v in s1.items() if k != "log_history"},
                "after_stage1": {k: v for k, v in after1.items() if k != "samples"}}
