@@ -63,6 +63,10 @@ def test_a_search_runs_is_stopped_resumes_and_skips_finished_trials(tmp_path):
     for t in means:  # each feasibility verdict follows from the stored means and the preset's bounds
         ok = t["constrained"]["false_trigger_rate"] <= 0.05 and t["constrained"]["cacc"] >= 0.85
         assert t["feasible"] is ok
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):  # what a constraint-aware sampler reads
+        m = t.user_attrs["means"]
+        assert t.constraints == pytest.approx({"false_trigger_rate": m["false_trigger_rate"] - 0.05,
+                                               "cacc": 0.85 - m["cacc"]})
     feasible = [t for t in means if t["feasible"]]
     assert summary["best"] == (min(feasible, key=lambda t: t["value"]) if feasible else None)
 

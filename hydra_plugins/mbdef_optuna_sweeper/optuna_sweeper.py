@@ -7,7 +7,8 @@ SQLAlchemy 2.1 raises in create_study on sqlite), so this is a small sweeper of 
 
 - `objective`: a key of each job's results.json (dotted for nested keys); `constraints`: bounds on other
   keys, a number for a ceiling or {min: x} / {max: x} (a trial is feasible when each mean is inside its
-  bound; samplers that take a `constraints_func`, such as TPE, are given one);
+  bound; each trial carries its excess over every bound as an Optuna constraint (`Trial.set_constraint`),
+  which constraint-aware samplers such as TPE read);
 - `seeds`: each trial runs one job per seed and scores the mean, because one seed of a noisy trial misleads;
 - `grid: true`: Optuna's GridSampler over the `choice` params, every point once (better than a model-based
   sampler when a handful of noisy trials is all the budget allows: nothing to model, and every cell is seen);
@@ -132,13 +133,7 @@ class OptunaSweeper(Sweeper):
         if not self.sampler_cfg:
             return None
         extra = {"seed": self.sampler_cfg.get("seed", 0) + n_before} if "seed" in self.sampler_cfg else {}
-        if self.constraints:
-            extra["constraints_func"] = lambda t: t.user_attrs.get("constraints", [0.0])
-        try:
-            return instantiate(self.sampler_cfg, **extra)
-        except TypeError:  # a sampler without constraints support: constraints still decide the best trial
-            extra.pop("constraints_func", None)
-            return instantiate(self.sampler_cfg, **extra)
+        return instantiate(self.sampler_cfg, **extra)
 
     def _resume(self, study: optuna.Study) -> int:
         """Trials a stop left running are closed as failed and asked again (same params); returns how many
@@ -175,7 +170,8 @@ class OptunaSweeper(Sweeper):
         excess = [excess_over(means[k], self.constraints[k]) for k in limits]
         trial.set_user_attr("values", values)
         trial.set_user_attr("means", means)
-        trial.set_user_attr("constraints", excess or [0.0])
+        for key, over in zip(limits, excess):
+            trial.set_constraint(key, over)
         trial.set_user_attr("feasible", all(x <= 0 for x in excess))
         study.tell(trial, statistics.fmean(values))
 
