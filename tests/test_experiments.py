@@ -219,3 +219,26 @@ def test_peer_defenses_table_keeps_one_defense_at_two_settings_apart(tmp_path):
     assert "| quant4 | 0.10 0.10 0.10 | 0.100 |" in done.stdout
     assert "| quant4 (group_size=192) | 0.90 0.90 0.90 | 0.900 |" in done.stdout
     assert "| quant4 (group_size=192) | none | ASR | 3 | -0.100 |" in done.stdout
+
+
+def test_search_table_lists_every_trial_its_seeds_and_the_best_feasible_one(tmp_path):
+    trial = lambda n, state, params, values, ftr: {
+        "number": n, "state": state, "params": params, "values": values,
+        "value": sum(values) / len(values) if values else None,
+        "constrained": {"false_trigger_rate": ftr} if values else None,
+        "feasible": ftr <= 0.08 if values else None}
+    trials = [trial(0, "COMPLETE", {"defense.n_triggers": 1}, [0.1, 0.3], 0.10),   # lowest, but over the bound
+              trial(1, "COMPLETE", {"defense.n_triggers": 4}, [0.4, 0.6], 0.05),
+              trial(2, "FAIL", {"defense.n_triggers": 2}, None, None)]
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({
+        "study": "s", "objective": "asr", "direction": "minimize", "constraints": {"false_trigger_rate": 0.08},
+        "seeds": [0, 1], "best": trials[1], "trials": trials}))
+    done = script("search_table.py", tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| trial")]
+    assert rows[0] == "| 0 | 1 | 0.10 0.30 | 0.200 | 0.1 | no |"
+    assert rows[1] == "| 1 | 4 | 0.40 0.60 | 0.500 | 0.05 | yes |"
+    assert rows[2].startswith("| 2 | 2 | fail |") and rows[2].count("|") == rows[0].count("|")
+    assert "false_trigger_rate ≤ 0.08" in done.stdout
+    assert "2 complete trial(s); best feasible: trial 1, mean asr 0.500" in done.stdout
+    assert script("search_table.py", tmp_path / "nothing").returncode != 0
