@@ -23,11 +23,14 @@ def short(key: str) -> str:
 
 
 def cell(v) -> str:
+    """A param or mean: small rates and learning rates to 3 significant digits, the rest to 3 decimals."""
     if v is None:
         return "–"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 0.01 and v else f"{v:.3f}".rstrip("0").rstrip(".") if v % 1 else f"{v:g}"
-    return str(v)
+    if not isinstance(v, float):
+        return str(v)
+    if v and abs(v) < 0.01:
+        return f"{v:.3g}"
+    return f"{v:.3f}".rstrip("0").rstrip(".")
 
 
 def bound(b) -> str:
