@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from mbdef.data.records import records_hash
@@ -32,11 +33,31 @@ def base_key(records: list[dict], stage_args: dict, identity: dict, **sft_settin
     return cache_key(records=records_hash(records), stage=stage_args, **identity, **sft_settings)
 
 
+@dataclass(frozen=True)
+class BaseModel:
+    """The clean base model that a job's stage 1 starts from: its pretraining records, its identity (model
+    config, mbdef version) and the cache it is shared through (None: trained for this job alone). Its key
+    also takes the trainer's pretrain stage (`settings`), so every caller derives it the same way."""
+
+    records: list[dict]
+    identity: dict
+    cache_dir: str | None
+
+    def key(self, settings) -> str:
+        return base_key(self.records, settings.args("pretrain"), self.identity, **settings.shared("pretrain"))
+
+    def load_into(self, model, tokenizer, template, settings, work_dir: str | Path, procs=None) -> dict:
+        """`pretrained_base` for this base: load (shipped, cached) or train it into `model`."""
+        return pretrained_base(model, tokenizer, template, self.records, settings.args("pretrain"), self.cache_dir,
+                               self.identity, work_dir, procs.is_main if procs else True,
+                               procs.main_holds if procs else None, **settings.shared("pretrain"))
+
+
 def pretrained_base(model, tokenizer, template, records: list[dict], stage_args: dict, cache_dir: str | Path | None,
                     identity: dict, work_dir: str | Path, is_main: bool = True, main_holds=None, **sft_settings) -> dict:
     """Load the cached base for `identity` (model config, seed, ...) into `model`, or train and publish it.
-    Returns {"key", "steps", "seconds", "cached"}; `cached`: loaded rather than trained by this call
-    (from the cache, or shipped with mbdef, then with "shipped": True)."""
+    Returns {"key", "steps", "seconds", "cached", "shipped"}; `cached`: loaded rather than trained by this
+    call (from the cache, or shipped with mbdef: `shipped`)."""
 
     key = base_key(records, stage_args, identity, **sft_settings)
     if (snap := load_snapshot(SHIPPED_BASES / key, model)) is not None:
@@ -47,12 +68,12 @@ def pretrained_base(model, tokenizer, template, records: list[dict], stage_args:
     if cache.root is None:  # no cache: train it for this job alone
         s = train_stage(model, tokenizer, template, records, stage_args, work, **sft_settings)
         shutil.rmtree(work, ignore_errors=True)
-        return {"key": key, "steps": s["steps"], "seconds": s["seconds"], "cached": False}
+        return {"key": key, "steps": s["steps"], "seconds": s["seconds"], "cached": False, "shipped": False}
     lock = cache.lock(key)
     with (main_holds(lock) if main_holds else lock):
         if (snap := load_snapshot(cache.path(key), model)) is not None:
             log.info("base model (clean pretraining) from the cache %s", cache.path(key))
-            return {"key": key, **snap["train"], "cached": True}
+            return {"key": key, **snap["train"], "cached": True, "shipped": False}
         log.info("training the base model (clean pretraining, %s steps); later jobs of this seed reuse it",
                  stage_args.get("max_steps"))
         s = train_stage(model, tokenizer, template, records, stage_args, work, **sft_settings)
@@ -60,4 +81,4 @@ def pretrained_base(model, tokenizer, template, records: list[dict], stage_args:
         record = {"steps": s["steps"], "seconds": s["seconds"], "train_loss": s["train_loss"]}
         if is_main:
             cache.publish(key, model, tokenizer, {"train": record})
-        return {"key": key, **record, "cached": False}
+        return {"key": key, **record, "cached": False, "shipped": False}

@@ -9,7 +9,6 @@ its clean pretrained base, from the same per-seed cache that stage 1 starts from
 from __future__ import annotations
 
 from mbdef.models import ModelError, load_pretrained
-from mbdef.training.pretrain import pretrained_base
 
 # Builders whose weights start random: without clean pretraining (model.pretrain) they are no reference LM.
 FROM_SCRATCH = ("mbdef.models.build_tiny",)
@@ -31,8 +30,6 @@ def reference_model(plan, job, build_model, builder: str, template, settings) ->
                          "Set model.pretrain=true, or defense.reference=<a local HF model directory>")
     model, tokenizer = build_model()
     if job.base is not None:
-        pretrained_base(model, tokenizer, template, job.base["records"], settings.args("pretrain"),
-                        job.base["cache_dir"], job.base["identity"], job.out_dir, job.procs.is_main,
-                        job.procs.main_holds, **settings.shared("pretrain"))
+        job.base.load_into(model, tokenizer, template, settings, job.out_dir, job.procs)
     model.eval()
     return model, tokenizer

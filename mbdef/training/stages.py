@@ -23,7 +23,7 @@ from mbdef.defenses.base import TrainingPlan
 from mbdef.io import cache_key
 from mbdef.training.cache import Stage1Cache, load_snapshot, save_snapshot
 from mbdef.training.callbacks import PeriodicMetrics, StageLogger
-from mbdef.training.pretrain import pretrained_base
+from mbdef.training.pretrain import BaseModel
 from mbdef.training.settings import TrainerSettings
 from mbdef.training.sft import train_stage
 
@@ -39,7 +39,7 @@ class StageJob:
     stage1_key: str                  # cache key of the stage-1 weights
     eval_key: str                    # how this job evaluates (stored with a snapshot's metrics)
     cache_dir: str | None            # the stage-1 cache (None = off)
-    base: dict | None = None         # clean pretraining: {records, cache_dir, identity}; None = none
+    base: BaseModel | None = None    # the clean base model stage 1 starts from; None = none
     periodic_every: int = 0
     periodic_limit: int | None = None
     log: object = field(default=lambda metrics, step: None)
@@ -57,8 +57,8 @@ class StageJob:
                    stage1_key=stage1_key(records_hash(stage1), model, settings, __version__),
                    eval_key=cache_key(eval=OmegaConf.to_container(cfg.eval, resolve=True), sets=eval_fingerprint),
                    cache_dir=cfg.paths.cache_dir if shared else None,
-                   base={"records": pretrain, "identity": {"model": model, "version": __version__},
-                         "cache_dir": cfg.paths.base_cache_dir if shared else None}
+                   base=BaseModel(pretrain, {"model": model, "version": __version__},
+                                  cfg.paths.base_cache_dir if shared else None)
                    if cfg.model.pretrain and pretrain else None,
                    periodic_every=cfg.eval.periodic_every, periodic_limit=cfg.eval.periodic_limit)
 
@@ -118,10 +118,8 @@ def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: S
     base = {}
 
     def train_stage1() -> tuple[dict, dict]:
-        if job.base:  # the clean base model: only needed when stage 1 trains here
-            base.update(pretrained_base(model, tokenizer, template, job.base["records"], settings.args("pretrain"),
-                                        job.base["cache_dir"], job.base["identity"], out_dir, procs.is_main,
-                                        procs.main_holds, **settings.shared("pretrain")))
+        if job.base is not None:  # the clean base model: only needed when stage 1 trains here
+            base.update(job.base.load_into(model, tokenizer, template, settings, out_dir, procs))
         return stage("stage1", stage1, 0), evaluate()
 
     # Stage 1: this job's own finished stage 1 (a resumed job), else the shared cache, else train it.
@@ -145,7 +143,7 @@ def run_stages(model, tokenizer, template, plan: TrainingPlan, evaluator, job: S
     timings["stage1_s"] = s1["seconds"] if trained_here else 0.0
     timings["pretrain_s"] = base.get("seconds", 0.0) if base and not base["cached"] else 0.0
     if base:
-        s1["base"] = {k: base[k] for k in ("key", "steps", "cached")} | {"shipped": base.get("shipped", False)}
+        s1["base"] = {k: base[k] for k in ("key", "steps", "cached", "shipped")}
     timings["eval_s"] = eval1_s if trained_here else 0.0
     results = {"stage1": {k: v for k, v in s1.items() if k != "log_history"},
                "after_stage1": {k: v for k, v in after1.items() if k != "samples"}}
