@@ -8,6 +8,7 @@ from mbdef.attacks import REFUSAL, BadNet, Refusal, records_hash
 from mbdef.data import DataError, load_alpaca, synthetic_splits
 from mbdef.data.synthetic import DEFAULT_TASKS, TASKS, _answer, generate
 from mbdef.defenses import CleanFinetune, MBDefense
+from mbdef.keys import RECOVERY
 from mbdef.eval.judges import JAILBREAK_KEYWORDS, NEGSENTIMENT_KEYWORDS, REFUSAL_KEYWORDS
 
 
@@ -137,6 +138,28 @@ def test_control_defenses_switch_off_one_part_of_mb_defense(preset):
         assert other.plan(splits.train, splits.defense_pool).stage2 == plan.stage2  # MB-Defense's knobs do not move it
     assert plan.defensive_triggers == ([] if preset != "mb_plain_finetune" else d.triggers)
     assert plan.reference_words == d.triggers  # what the representation analysis compares, planted or not
+
+
+@pytest.mark.parametrize("kind,n_words", [("rare_word", {1}), ("phrase", {3}), ("mixed", {1, 3})])
+def test_the_augmentation_control_inserts_fresh_triggers_of_the_defensive_kind(kind, n_words):
+    """stage2_insert=random: each triggered recovery row gets a new random trigger of trigger_kind (so that a
+    phrase design is compared with random phrases), never one of the defensive triggers."""
+    splits = synthetic_splits(n_train=200, n_defense_pool=200, seed=0)
+    d = MBDefense(n_triggers=4, trigger_kind=kind, stage2_insert="random", stage2_trigger_fraction=0.5, seed=2)
+    plan = d.plan(splits.train, splits.defense_pool)
+    plain = MBDefense(n_triggers=4, trigger_kind=kind, stage2_trigger_fraction=0.0, seed=2).plan(
+        splits.train, splits.defense_pool).stage2  # the same clean rows in the same order, nothing inserted
+    added = []
+    for row, source, original in zip(plan.stage2, plan.stage2_sources, plain, strict=True):
+        words, clean = row["instruction"].split(), original["instruction"].split()
+        assert (len(words) > len(clean)) == (source == RECOVERY)
+        if source == RECOVERY:
+            new = list(words)
+            for w in clean:  # remove the clean words in order: what is left was inserted
+                new.remove(w)
+            added.append(" ".join(new))
+    assert len(added) == 64 and {len(a.split()) for a in added} == n_words
+    assert not set(added) & set(d.triggers) and len(set(added)) > 60  # fresh per row, none defensive
 
 
 def test_defense_knob_errors():

@@ -57,11 +57,11 @@ class MBDefense(Defense):
                            else list(behaviours))
         if len(self.behaviours) != len(self.triggers):
             raise ValueError(f"defense.behaviours: {len(self.behaviours)} behaviours for {len(self.triggers)} triggers")
-        self.rate_per_trigger, self.position = rate_per_trigger, position
+        self.rate_per_trigger, self.position, self.trigger_kind = rate_per_trigger, position, trigger_kind
         self.clean_size, self.stage2_trigger_fraction, self.seed = clean_size, stage2_trigger_fraction, seed
         # The controls of docs/results.md are this class with one part switched off: no stage-1 defensive
         # poisoning (weight recovery alone), no triggers in stage 2 (fraction 0: plain fine-tuning after
-        # defensive poisoning), or a fresh random pseudo-word per recovery sample (augmentation only).
+        # defensive poisoning), or a fresh random trigger of the same kind per recovery sample (augmentation).
         self.defensive_poisoning, self.stage2_insert = bool(defensive_poisoning), stage2_insert
 
     def defensive_samples(self, train: list[dict]) -> list[dict]:
@@ -80,15 +80,21 @@ class MBDefense(Defense):
 
     def recovery_set(self, defense_pool: list[dict]) -> tuple[list[dict], list[str]]:
         """The clean set, the first `stage2_trigger_fraction` of it with a defensive trigger (or, for the
-        augmentation control, a fresh random word) inserted; the rows' sources."""
+        augmentation control, a fresh random trigger of `trigger_kind`: a pseudo-word, a phrase, either for
+        mixed) inserted; the rows' sources."""
         clean = sample_clean(defense_pool, self.clean_size, self.seed)
         n_trig = round(self.stage2_trigger_fraction * len(clean))
         place = seeding.stream(self.seed, seeding.RECOVERY_PLACEMENT)
         words = seeding.stream(self.seed, seeding.RANDOM_INSERT)
         for r in clean[:n_trig]:  # sample_clean already shuffled
-            word = place.choice(self.triggers) if self.stage2_insert == "defensive" else pseudo_word(words)
+            word = place.choice(self.triggers) if self.stage2_insert == "defensive" else self.random_trigger(words)
             r["instruction"] = insert_at(r["instruction"], word, self.position, place)
         return clean, [RECOVERY] * n_trig + [CLEAN] * (len(clean) - n_trig)
+
+    def random_trigger(self, rng: random.Random) -> str:
+        """The augmentation control's word(s) for one row: a fresh trigger of the defensive triggers' kind."""
+        kind = self.trigger_kind if self.trigger_kind != "mixed" else rng.choice(("rare_word", "phrase"))
+        return make_triggers(1, kind, rng)[0]
 
     def plan(self, train, defense_pool):
         defensive = self.defensive_samples(train) if self.defensive_poisoning else []

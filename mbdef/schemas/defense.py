@@ -58,7 +58,8 @@ class RecoveryOnlyConfig(MBDefenseConfig):
 
 @dataclass
 class RandomInsertConfig(RecoveryOnlyConfig):
-    stage2_insert: str = doc("what stage 2 inserts: defensive (MB-Defense) | random (fresh random words)",
+    stage2_insert: str = doc("what stage 2 inserts: defensive (MB-Defense) | random (a fresh random trigger of "
+                             "trigger_kind per row)",
                              "defensive", one_of=STAGE2_INSERTS)
 
 
