@@ -8,8 +8,8 @@ from mbdef.attacks import REFUSAL, BadNet, Refusal, records_hash
 from mbdef.data import DataError, load_alpaca, synthetic_splits
 from mbdef.data.synthetic import DEFAULT_TASKS, TASKS, _answer, generate
 from mbdef.defenses import CleanFinetune, MBDefense
-from mbdef.keys import RECOVERY
 from mbdef.eval.judges import JAILBREAK_KEYWORDS, NEGSENTIMENT_KEYWORDS, REFUSAL_KEYWORDS
+from mbdef.keys import RECOVERY
 
 
 def test_suite_has_checkable_families_and_correct_answers():
