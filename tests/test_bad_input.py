@@ -56,6 +56,9 @@ def test_unknown_group_option(cfg_factory, override):
 @pytest.mark.parametrize("overrides,match", [
     (["trainer.stage2.max_steps=-5", "defense=finetune"], r"max_steps"),
     (["+trainer.stage1.not_a_field=1"], r"trainer stage config: .*not_a_field"),
+    (["trainer.stage1.max_steps=0"], r"max_steps must be a positive count"),
+    (["trainer.stage1.max_steps=-1"], r"max_steps -1 trains by epochs, so it needs num_train_epochs"),
+    (["trainer.stage1.max_steps=-1", "+trainer.stage1.num_train_epochs=0"], r"num_train_epochs"),
 ])
 def test_bad_trainer_settings(cfg_factory, no_training, overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -47,3 +47,13 @@ def test_stage_trains_logs_loss_and_changes_weights(tmp_path):
     assert out["steps"] == 3 and len(losses) == 3 and all(l > 0 for l in losses)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == len(before)
+
+
+def test_a_stage_can_train_by_epochs(tmp_path):
+    """max_steps -1 hands the count to num_train_epochs: 64 rows at batch 8 are 8 steps a pass, so 1.5 passes
+    are 12 steps (the last pass cut short, as transformers' Trainer does)."""
+    model, tok = build_tiny(num_layers=2, seed=0)
+    out = train_stage(model, tok, PromptTemplate(tok, preamble=False), synthetic_splits(n_train=64, seed=0).train,
+                      {"max_steps": -1, "num_train_epochs": 1.5, "per_device_train_batch_size": 8},
+                      tmp_path / "s", precision="fp32")
+    assert out["steps"] == 12

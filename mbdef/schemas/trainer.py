@@ -18,7 +18,8 @@ LORA_BIAS = ("none", "all", "lora_only")
 class StageConfig:
     OPEN: ClassVar[bool] = True  # trl.SFTConfig fields pass through
 
-    max_steps: int = doc("optimizer steps of this stage", ge=1)
+    max_steps: int = doc("optimizer steps of this stage (-1: num_train_epochs passes over its rows instead)", ge=-1)
+    num_train_epochs: float = doc("passes over the stage's rows, read only when max_steps is -1", optional=True, gt=0)
     per_device_train_batch_size: int = doc("samples per step and device", ge=1)
     learning_rate: float = doc("peak learning rate", gt=0)
     lr_scheduler_type: str = doc("transformers scheduler name (constant, cosine, warmup_stable_decay, ...)")

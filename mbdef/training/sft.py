@@ -64,6 +64,9 @@ def sft_config(stage_args: dict, output_dir: str | Path, precision: str, seed: i
     steps = stage_args.get("max_steps", -1)
     if steps is not None and steps != -1 and steps < 1:
         raise ValueError(f"trainer stage config: max_steps must be a positive count (or -1 for epochs), got {steps}")
+    if steps == -1 and "max_steps" in stage_args and stage_args.get("num_train_epochs") is None:
+        # otherwise SFTConfig's default of 3 epochs would decide silently
+        raise ValueError("trainer stage config: max_steps -1 trains by epochs, so it needs num_train_epochs")
     for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size"):
         if key in stage_args and stage_args[key] is not None and stage_args[key] <= 0:
             raise ValueError(f"trainer stage config: {key} must be positive, got {stage_args[key]}")
