@@ -122,8 +122,8 @@ def test_every_experiment_preset_composes_and_builds(experiment, tmp_path):
     assert f"mbdef experiment={experiment}" in text  # each preset says how to run it
     params = cfg.hydra.sweeper.params
     assert params, "a preset sweeps something"
-    for group in ("attack", "defense"):  # every swept option exists and builds
-        for option in str(params.get(group, cfg[group].name)).split(","):
+    for group in ("attack", "defense"):  # every swept option, or the one chosen, exists and builds
+        for option in str(params.get(group, cfg.hydra.runtime.choices[group])).split(","):
             GlobalHydra.instance().clear()
             with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
                 sub = compose("config", overrides=[f"experiment={experiment}", f"{group}={option}"])
